@@ -1,0 +1,71 @@
+"""One exception tree for the gateway; mapped to HTTP status codes in ``service.api.errors``.
+
+    PythonCoderError
+    ├── InvalidRequest              400  a parameter is malformed or out of range
+    ├── NotFound                    404  unknown execution or artifact
+    ├── PolicyViolation             422  the static policy rejected the code (carries findings)
+    ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
+    ├── EngineUnavailable           503  no engine can run code now
+    │   └── RunnerImageMissing      503  engine up, runner image absent (names the build command)
+    ├── LLMNotConfigured            503  generation asked for, no model configured
+    ├── LLMError                    502  the model endpoint failed or answered garbage
+    │   └── LLMTimeout              504  the model endpoint did not answer in time
+    └── ExecutorError               500  the engine broke in a way that is our bug or the host's
+
+Upload problems live in ``files.errors`` (a pure library) and are mapped in the same table.
+Third-party errors (docker, openai, OS) are translated where they are caught, with ``from exc``.
+Run-time failures of the user's script are *results* (``success: false``), never exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PythonCoderError(Exception):
+    """Base of everything the gateway raises on purpose."""
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidRequest(PythonCoderError):
+    pass
+
+
+class NotFound(PythonCoderError):
+    pass
+
+
+class PolicyViolation(PythonCoderError):
+    """``detail`` holds the list of findings (dicts)."""
+
+
+class VerificationFailed(PythonCoderError):
+    """``detail`` holds the remaining issues and the verification history."""
+
+
+class EngineUnavailable(PythonCoderError):
+    pass
+
+
+class RunnerImageMissing(EngineUnavailable):
+    pass
+
+
+class LLMNotConfigured(PythonCoderError):
+    pass
+
+
+class LLMError(PythonCoderError):
+    pass
+
+
+class LLMTimeout(LLMError):
+    pass
+
+
+class ExecutorError(PythonCoderError):
+    pass
