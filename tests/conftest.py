@@ -1,0 +1,77 @@
+"""Shared test plumbing: engine detection, the docker marker, and the leak check.
+
+Tests marked ``docker`` need a reachable engine and the runner image. Without them they are
+skipped with the reason, unless ``REQUIRE_DOCKER=1`` (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import cache
+
+import pytest
+
+from service.executors.base import CONTAINER_LABEL
+from service.settings import get_settings
+
+REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
+
+
+@cache
+def docker_problem() -> str | None:
+    """``None`` when Docker tests can run, else why not."""
+    try:
+        import docker
+        from docker.errors import DockerException, ImageNotFound
+
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+        except DockerException as exc:
+            return f"no Docker engine reachable ({exc.__class__.__name__})"
+        image = get_settings().image
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            return f"runner image {image!r} missing: run `python-coder build-runner`"
+        finally:
+            client.close()
+    except Exception as exc:  # the docker SDK raises many things when no socket exists
+        return f"no Docker engine reachable ({exc})"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problem = docker_problem() if any("docker" in i.keywords for i in items) else None
+    if problem is None:
+        return
+    for item in items:
+        if "docker" in item.keywords:
+            if REQUIRE_DOCKER:
+                item.add_marker(pytest.mark.usefixtures("_docker_required"))
+            else:
+                item.add_marker(pytest.mark.skip(reason=f"Docker test skipped: {problem}"))
+
+
+@pytest.fixture
+def _docker_required() -> None:
+    pytest.fail(f"REQUIRE_DOCKER=1 but {docker_problem()}")
+
+
+def our_containers() -> list[str]:
+    """Names of containers (any state) that carry our label."""
+    if docker_problem() is not None:
+        return []
+    import docker
+
+    client = docker.from_env(timeout=10)
+    try:
+        return [c.name for c in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})]
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def leak_baseline() -> Iterator[list[str]]:
+    yield our_containers()
