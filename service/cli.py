@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from service.cli_run import ask_command
+    from service.cli_ask import ask_command
 
     return ask_command(args)
 

@@ -2,6 +2,7 @@
 
     PythonCoderError
     ├── InvalidRequest              400  a parameter is malformed or out of range
+    │   └── PayloadTooLarge         413  the request body exceeds the upload limits
     ├── NotFound                    404  unknown execution or artifact
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
@@ -32,6 +33,10 @@ class PythonCoderError(Exception):
 
 
 class InvalidRequest(PythonCoderError):
+    pass
+
+
+class PayloadTooLarge(InvalidRequest):
     pass
 
 

@@ -81,6 +81,17 @@ class ExecutionResponse(Frozen):
     verification_history: list[VerificationRound] = Field(default_factory=list)
     usage: TokenUsage | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class InlineFile(BaseModel):
+    """A file sent inside a JSON body (agents that cannot send multipart)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
 class ExecuteJSONRequest(BaseModel):
@@ -89,6 +100,7 @@ class ExecuteJSONRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1)
+    files: list[InlineFile] = Field(default_factory=list)
     timeout_s: float | None = Field(default=None, gt=0)
     engine: Literal["auto", "docker", "subprocess"] | None = None
 

@@ -1,0 +1,1 @@
+"""HTTP edge: thin routes, dependencies and the one error-mapping table."""

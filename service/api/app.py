@@ -1,0 +1,47 @@
+"""The FastAPI application factory: routes, error mapping, engines for the app's lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from security.policy import StaticPolicy
+from service import __version__
+from service.api.errors import install_error_handlers
+from service.api.routes import execute, files, health
+from service.executors.factory import ExecutorRegistry
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.execution_dir.mkdir(parents=True, exist_ok=True)
+        registry = ExecutorRegistry(settings)
+        app.state.executors = registry
+        app.state.policy = StaticPolicy()
+        log.info("python-coder %s ready: %s", __version__, registry.describe())
+        try:
+            yield
+        finally:
+            registry.close()
+
+    app = FastAPI(
+        title="python-coder",
+        version=__version__,
+        description="Run Python against uploaded files in single-use, no-network sandboxes.",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(execute.router)
+    app.include_router(files.router)
+    return app

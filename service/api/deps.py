@@ -1,0 +1,165 @@
+"""Dependencies: settings, engines, policy, and turning a request body into pipeline input."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.types import Message
+
+from security.policy import StaticPolicy
+from service.errors import InvalidRequest, PayloadTooLarge
+from service.executors.base import Executor
+from service.executors.factory import ExecutorRegistry
+from service.models import ExecuteJSONRequest, InlineFile
+from service.pipeline.jobs import Upload
+from service.settings import Settings, get_settings
+
+UPLOAD_CHUNK = 1024 * 1024
+# Room for multipart boundaries and text fields on top of the file bytes themselves.
+FORM_OVERHEAD = 1024 * 1024
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_registry(request: Request) -> ExecutorRegistry:
+    registry: ExecutorRegistry = request.app.state.executors
+    return registry
+
+
+RegistryDep = Annotated[ExecutorRegistry, Depends(get_registry)]
+
+
+def get_policy(request: Request) -> StaticPolicy:
+    policy: StaticPolicy = request.app.state.policy
+    return policy
+
+
+PolicyDep = Annotated[StaticPolicy, Depends(get_policy)]
+
+
+def pick_executor(registry: ExecutorRegistry, engine: str | None) -> Executor:
+    return registry.get(engine)
+
+
+@dataclass
+class ParsedRequest:
+    """What any job endpoint received: text fields and the uploads, however they came."""
+
+    fields: dict[str, str]
+    uploads: list[Upload] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for close in self._closers:
+            await close()
+
+
+def _counting_receive(
+    receive: Callable[[], Awaitable[Message]], limit: int
+) -> Callable[[], Awaitable[Message]]:
+    """Wrap ASGI ``receive`` so a body beyond ``limit`` stops being read (Starlette spools
+    multipart uploads with no cap of its own)."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(
+                    f"request body exceeds the upload limit of {limit // (1024 * 1024)} MB "
+                    f"(all files of one request, PYTHON_CODE_MAX_TOTAL_UPLOAD)"
+                )
+        return message
+
+    return counted
+
+
+async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(UPLOAD_CHUNK):
+        yield chunk
+
+
+async def _bytes_chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), UPLOAD_CHUNK):
+        yield data[start : start + UPLOAD_CHUNK]
+
+
+def _inline_bytes(item: InlineFile) -> bytes:
+    if item.encoding == "base64":
+        try:
+            return base64.b64decode(item.content, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"file {item.name!r}: content is not valid base64") from exc
+    return item.content.encode("utf-8")
+
+
+async def parse_job_request(request: Request, settings: Settings) -> ParsedRequest:
+    """Read multipart (text fields + repeated ``files`` parts) or a JSON body."""
+    limit = settings.max_total_upload_bytes + FORM_OVERHEAD
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"request body of {int(declared)} bytes exceeds the upload limit of "
+            f"{settings.max_total_upload} MB (PYTHON_CODE_MAX_TOTAL_UPLOAD)"
+        )
+    counted = Request(request.scope, _counting_receive(request.receive, limit))
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body = ExecuteJSONRequest.model_validate_json(await counted.body())
+        except ValidationError as exc:
+            raise InvalidRequest(
+                "invalid JSON body", detail=exc.errors(include_url=False, include_context=False)
+            ) from exc
+        fields = {"code": body.code}
+        if body.timeout_s is not None:
+            fields["timeout_s"] = str(body.timeout_s)
+        if body.engine is not None:
+            fields["engine"] = body.engine
+        uploads = [Upload(f.name, _bytes_chunks(_inline_bytes(f))) for f in body.files]
+        return ParsedRequest(fields=fields, uploads=uploads)
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await counted.form(max_files=10_000, max_fields=100)
+        parsed = ParsedRequest(fields={}, _closers=[form.close])
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key == "code":  # a script sent as a file part
+                    parsed.fields["code"] = (await value.read()).decode("utf-8", "replace")
+                else:
+                    parsed.uploads.append(Upload(value.filename or key, _upload_chunks(value)))
+            else:
+                parsed.fields[key] = value
+        return parsed
+    raise InvalidRequest(
+        f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
+        "or application/json"
+    )
+
+
+def float_field(fields: dict[str, Any], name: str, *, maximum: float) -> float | None:
+    raw = fields.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be a number, got {raw!r}") from exc
+    if not 0 < value <= maximum:
+        raise InvalidRequest(f"{name} must be in (0, {maximum}], got {value}")
+    return value
+
+
+def engine_field(fields: dict[str, Any]) -> str | None:
+    engine = fields.get("engine") or None
+    if engine not in (None, "auto", "docker", "subprocess"):
+        raise InvalidRequest(f"engine must be auto, docker or subprocess, got {engine!r}")
+    return engine

@@ -1,0 +1,71 @@
+"""The one table mapping exceptions to HTTP status codes, and the handlers that apply it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from files import errors as fe
+from service import errors as se
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first matching class wins.
+STATUS: list[tuple[type[Exception], int]] = [
+    (se.PayloadTooLarge, 413),
+    (se.InvalidRequest, 400),
+    (se.NotFound, 404),
+    (se.PolicyViolation, 422),
+    (se.VerificationFailed, 422),
+    (se.RunnerImageMissing, 503),
+    (se.EngineUnavailable, 503),
+    (se.LLMNotConfigured, 503),
+    (se.LLMTimeout, 504),
+    (se.LLMError, 502),
+    (se.ExecutorError, 500),
+    (fe.UnsupportedFileType, 415),
+    (fe.FileTooLarge, 413),
+    (fe.TooManyFiles, 413),
+    (fe.EmptyFile, 400),
+    (fe.UnsafeFileName, 400),
+    (fe.CorruptFile, 422),
+    (fe.ArchiveRejected, 422),
+    (fe.IntakeError, 400),
+]
+
+
+def status_for(exc: Exception) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(exc: Exception) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, se.PythonCoderError):
+        body["message"] = exc.message
+        if exc.detail is not None:
+            body["detail"] = exc.detail
+    elif isinstance(exc, fe.IntakeError):
+        body["file"] = exc.filename
+        if isinstance(exc, fe.UnsupportedFileType):
+            body["supported"] = list(exc.supported)
+    return body
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    status = status_for(exc)
+    if status >= 500 and status != 503:
+        log.error("request failed: %s", exc, exc_info=exc)
+    else:
+        log.info("request refused (%d): %s", status, exc)
+    return JSONResponse(error_body(exc), status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(se.PythonCoderError, _handle)
+    app.add_exception_handler(fe.IntakeError, _handle)

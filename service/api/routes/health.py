@@ -1,0 +1,36 @@
+"""Liveness, readiness and the environment description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from service.api.deps import RegistryDep, SettingsDep
+from service.environment import describe_environment
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The default engine is reachable and its runner is present")
+async def readyz(registry: RegistryDep) -> JSONResponse:
+    readiness = await registry.readiness()
+    body = {
+        "ready": readiness.ready,
+        "engine": readiness.engine,
+        "detail": readiness.detail,
+        "checks": readiness.checks,
+    }
+    return JSONResponse(body, status_code=200 if readiness.ready else 503)
+
+
+@router.get("/v1/environment", summary="Python version, installed packages, engine, limits")
+async def environment(registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
+    executor = registry.get(None)
+    return await describe_environment(executor, settings)

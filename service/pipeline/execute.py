@@ -1,0 +1,40 @@
+"""``POST /v1/execute``: policy -> run in a sandbox -> result. Read this file first."""
+
+from __future__ import annotations
+
+import time
+
+from security.policy import StaticPolicy
+from service.errors import PolicyViolation
+from service.executors.base import Executor
+from service.models import ExecutionResponse
+from service.pipeline.jobs import Job, build_response, run_code
+from service.settings import Settings
+
+
+def check_policy(code: str, policy: StaticPolicy) -> list[str]:
+    """Raise ``PolicyViolation`` on blocking findings; return the minor ones as warnings."""
+    report = policy.check(code)
+    if not report.ok:
+        raise PolicyViolation(
+            "the static policy rejected the code", detail={"findings": report.to_dicts()}
+        )
+    return [f"line {f.line}: {f.message} [{f.rule_id}]" for f in report.findings]
+
+
+async def run_execution(
+    job: Job,
+    code: str,
+    *,
+    executor: Executor,
+    settings: Settings,
+    policy: StaticPolicy,
+    timeout_s: float | None = None,
+) -> ExecutionResponse:
+    """Run caller-supplied code against the job's (already taken in) files."""
+    started = time.perf_counter()
+    job.warnings.extend(check_policy(code, policy))
+    job.timings["policy"] = time.perf_counter() - started
+    run = await run_code(job, code, executor, settings, timeout_s)
+    job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
+    return build_response(job, code, run, engine=executor.name)

@@ -1,0 +1,191 @@
+"""Steps every job shares: its directories, file intake, running code, building the result."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from files.intake import FileIntake, IntakeLimits, StoredFile
+from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
+from service.models import Artifact, ExecutionResponse
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Upload:
+    """One uploaded file as the pipeline sees it: a name and a stream of chunks."""
+
+    filename: str
+    chunks: AsyncIterable[bytes]
+
+
+@dataclass
+class Job:
+    id: str
+    root: Path  # private scratch space, removed when the job ends
+    input_dir: Path
+    output_dir: Path  # produced files, kept for the retention period when non-empty
+    files: tuple[StoredFile, ...] = ()
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [f.name for f in self.files]
+
+
+def jobs_root(settings: Settings) -> Path:
+    return settings.execution_dir / "jobs"
+
+
+def artifacts_root(settings: Settings) -> Path:
+    return settings.execution_dir / "artifacts"
+
+
+@asynccontextmanager
+async def open_job(settings: Settings) -> AsyncIterator[Job]:
+    """Create a job's directories; remove the scratch space (and an empty output dir) after."""
+    job_id = uuid.uuid4().hex
+    root = jobs_root(settings) / job_id
+    output_dir = artifacts_root(settings) / job_id
+    (root / "inputs").mkdir(parents=True, mode=0o700)
+    output_dir.mkdir(parents=True, mode=0o700)
+    job = Job(id=job_id, root=root, input_dir=root / "inputs", output_dir=output_dir)
+    try:
+        yield job
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if output_dir.exists() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+
+
+def intake_limits(settings: Settings) -> IntakeLimits:
+    return IntakeLimits(
+        max_file_bytes=settings.max_file_bytes,
+        max_total_bytes=settings.max_total_upload_bytes,
+        max_files=settings.max_files,
+    )
+
+
+async def intake_uploads(job: Job, uploads: Sequence[Upload], settings: Settings) -> None:
+    """Store, validate, extract and describe the uploads; raises ``files.errors.IntakeError``."""
+    if not uploads:
+        return
+    started = time.perf_counter()
+    intake = FileIntake(job.input_dir, intake_limits(settings))
+    for upload in uploads:
+        await intake.add_async_stream(upload.filename, upload.chunks)
+    result = await anyio.to_thread.run_sync(intake.finish)
+    job.files = result.files
+    job.metadata = result.metadata
+    job.warnings.extend(result.warnings)
+    job.timings["intake"] = time.perf_counter() - started
+
+
+def run_limits(settings: Settings, timeout_s: float | None) -> RunLimits:
+    timeout = float(timeout_s) if timeout_s else float(settings.timeout)
+    return RunLimits(
+        timeout_s=min(timeout, float(settings.max_timeout)),
+        memory_bytes=settings.max_memory_bytes,
+        cpus=settings.cpus,
+        pids=settings.pids_limit,
+        max_output_bytes=settings.max_output_bytes,
+        max_artifact_bytes=settings.max_artifact_bytes,
+        max_artifacts_total_bytes=settings.max_artifacts_total_bytes,
+        max_artifacts=settings.max_artifacts,
+        workdir_bytes=settings.tmpfs_size_mb * 1024 * 1024,
+    )
+
+
+async def run_code(
+    job: Job, code: str, executor: Executor, settings: Settings, timeout_s: float | None
+) -> RunResult:
+    """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop)."""
+    request = RunRequest(
+        job_id=job.id,
+        code=code,
+        inputs=tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files),
+        output_dir=job.output_dir,
+        limits=run_limits(settings, timeout_s),
+    )
+    started = time.perf_counter()
+    result = await anyio.to_thread.run_sync(executor.run, request, abandon_on_cancel=False)
+    job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
+    return result
+
+
+def artifact_url(job_id: str, name: str) -> str:
+    return f"/v1/executions/{job_id}/artifacts/{name}"
+
+
+def artifacts_of(job: Job, run: RunResult) -> list[Artifact]:
+    return [
+        Artifact(
+            name=a.name,
+            size=a.size,
+            media_type=mimetypes.guess_type(a.name)[0] or "application/octet-stream",
+            url=artifact_url(job.id, a.name),
+        )
+        for a in run.artifacts
+    ]
+
+
+def failure_reason(run: RunResult) -> str | None:
+    """stderr for a failing script, or what stopped it when there is no stderr to show."""
+    if run.success:
+        return run.stderr or None
+    reasons = [r for r in (run.error,) if r]
+    if run.timed_out and not any("time" in r for r in reasons):
+        reasons.insert(0, "timed out")
+    if run.stderr:
+        reasons.append(run.stderr)
+    return "\n".join(reasons) or f"exit code {run.exit_code}"
+
+
+def build_response(
+    job: Job, code: str, run: RunResult | None, *, engine: str, **extra: Any
+) -> ExecutionResponse:
+    """The one result shape for REST, MCP and the CLI."""
+    fields: dict[str, Any] = {
+        "id": job.id,
+        "code": code,
+        "engine": engine,
+        "input_files": job.input_names,
+        "file_metadata": job.metadata,
+        "timings": {k: round(v, 4) for k, v in job.timings.items()},
+        "warnings": list(job.warnings),
+    }
+    if run is None:
+        fields["success"] = False
+    else:
+        skipped = [f"artifact {s.name} ({s.size} bytes) not returned: {s.reason}" for s in run.skipped]
+        fields.update(
+            success=run.success,
+            output=run.stdout,
+            error=failure_reason(run),
+            exit_code=run.exit_code,
+            timed_out=run.timed_out,
+            oom_killed=run.oom_killed,
+            output_truncated=run.stdout_truncated,
+            error_truncated=run.stderr_truncated,
+            execution_time=round(run.duration_s, 4),
+            engine=run.engine,
+            isolation=list(run.isolation),
+            artifacts=artifacts_of(job, run),
+            warnings=fields["warnings"] + skipped,
+        )
+    fields.update(extra)
+    return ExecutionResponse(**fields)
