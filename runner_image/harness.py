@@ -1,0 +1,648 @@
+"""Runs one script and reports what it did: PID 1 of a runner container (or a local child).
+
+Standard library only. Reads one request frame (``protocol``) from stdin, writes the input
+files into the work dir, forks the script into its own process group with rlimits, drains its
+stdout/stderr with caps, enforces the wall-clock timeout, then writes one result frame with
+the new or changed files to the stdout it had at start. The script never sees that channel:
+the descriptor is closed in the child and the harness makes itself non-dumpable, so the child
+cannot reopen it through ``/proc/<pid>/fd``.
+
+The work dir is ``argv[1]``, else ``$PYC_WORKDIR``, else the current directory, so the same
+file serves the docker engine (``WORKDIR /work``) and the subprocess engine.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import functools
+import os
+import resource
+import selectors
+import signal
+import stat
+import sys
+import time
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+if TYPE_CHECKING:
+    from runner_image.protocol import ProtocolError, copy_exact, encode_header, read_header
+else:
+    from protocol import ProtocolError, copy_exact, encode_header, read_header
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+SCRIPT_NAME = "script.py"
+CHUNK = 64 * 1024
+# After the script exits, how long to wait for pipes still held by stragglers before giving up.
+DRAIN_GRACE_S = 2.0
+
+_RLIMITS = (
+    ("cpu_s", resource.RLIMIT_CPU),
+    ("fsize_bytes", resource.RLIMIT_FSIZE),
+    ("nofile", resource.RLIMIT_NOFILE),
+    ("nproc", resource.RLIMIT_NPROC),
+    ("memory_bytes", resource.RLIMIT_AS),
+)
+
+
+def log(message: str) -> None:
+    """Harness diagnostics go to the harness's own stderr, never into the result."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"harness: {message}\n".encode("utf-8", "replace"))
+
+
+# --------------------------------------------------------------------------- request intake
+
+
+def _read_fd0(n: int) -> bytes:
+    # Unbuffered on purpose: a buffered reader would read ahead, and the child inherits memory.
+    return os.read(0, n)
+
+
+def check_name(name: Any) -> str:
+    """A relative path with no empty, ``.`` or ``..`` part (the gateway checked; check again)."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise ValueError(f"bad input file name {name!r}")
+    if name.startswith("/"):
+        raise ValueError(f"absolute input file name {name!r}")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"input file name {name!r} has an empty, '.' or '..' part")
+    return name
+
+
+def write_inputs(header: dict[str, Any], workdir: str) -> None:
+    """Stream every listed file body from stdin into ``workdir``.
+
+    Bodies are consumed even when a name is bad, so the sender never blocks on a full pipe;
+    the first problem is raised after the whole frame has been read.
+    """
+    files = header.get("files") or []
+    if not isinstance(files, list):
+        raise ProtocolError("'files' is not a list")
+    problem: Exception | None = None
+    for entry in files:
+        size = entry.get("size") if isinstance(entry, dict) else None
+        if not isinstance(size, int) or size < 0:
+            raise ProtocolError(f"bad size in file entry {entry!r}")
+        target: int | None = None
+        if problem is None:
+            try:
+                name = check_name(entry.get("name"))
+                path = os.path.join(workdir, *name.split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            except (ValueError, OSError) as exc:
+                problem = exc
+        if target is None:
+            copy_exact(_read_fd0, lambda _data: None, size)
+            continue
+        try:
+            copy_exact(_read_fd0, functools.partial(_write_all, target), size)
+        finally:
+            os.close(target)
+    if problem is not None:
+        raise problem
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# --------------------------------------------------------------------------- work dir scans
+
+Stamp = tuple[int, int, int]  # size, mtime_ns, inode
+
+
+def walk_files(workdir: str) -> dict[str, os.stat_result]:
+    """Regular files under ``workdir`` by relative posix name; symlinks are never followed."""
+    found: dict[str, os.stat_result] = {}
+    stack = [("", workdir)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            log(f"cannot list {directory}: {exc}")
+            continue
+        for entry in entries:
+            name = f"{prefix}{entry.name}"
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append((f"{name}/", entry.path))
+            elif stat.S_ISREG(st.st_mode):
+                found[name] = st
+    return found
+
+
+def snapshot(workdir: str) -> dict[str, Stamp]:
+    return {n: (st.st_size, st.st_mtime_ns, st.st_ino) for n, st in walk_files(workdir).items()}
+
+
+@dataclass
+class Artifact:
+    name: str
+    size: int
+    fd: int
+
+
+@dataclass
+class Collected:
+    artifacts: list[Artifact] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def collect_artifacts(workdir: str, before: dict[str, Stamp], limits: dict[str, Any]) -> Collected:
+    """New or changed regular files, opened now (``O_NOFOLLOW``) so a later swap cannot bite."""
+    max_one = _limit(limits, "max_artifact_bytes")
+    max_count = _limit(limits, "max_artifacts")
+    max_total = _limit(limits, "max_artifacts_total_bytes")
+    out = Collected()
+    total = 0
+    for name, st in sorted(walk_files(workdir).items()):
+        if before.get(name) == (st.st_size, st.st_mtime_ns, st.st_ino):
+            continue
+        try:
+            fd = os.open(os.path.join(workdir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            out.skipped.append({"name": name, "size": st.st_size, "reason": f"unreadable: {exc}"})
+            continue
+        fst = os.fstat(fd)
+        reason = None
+        if not stat.S_ISREG(fst.st_mode):
+            reason = "not a regular file"
+        elif max_one is not None and fst.st_size > max_one:
+            reason = f"larger than the per-file limit of {max_one} bytes"
+        elif max_count is not None and len(out.artifacts) >= max_count:
+            reason = f"more than {max_count} files were produced"
+        elif max_total is not None and total + fst.st_size > max_total:
+            reason = f"would exceed the total artifact limit of {max_total} bytes"
+        if reason is not None:
+            os.close(fd)
+            out.skipped.append({"name": name, "size": fst.st_size, "reason": reason})
+            continue
+        total += fst.st_size
+        out.artifacts.append(Artifact(name, fst.st_size, fd))
+    return out
+
+
+def _limit(limits: dict[str, Any], key: str) -> int | None:
+    value = limits.get(key)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w: int) -> None:
+    """In the forked child: become the script. Never returns."""
+    status = 1
+    try:
+        os.setpgid(0, 0)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        # Everything else goes, the result channel first among them.
+        os.closerange(3, _max_fd())
+        _set_dumpable(True)  # /proc/self works again; the parent (PID 1) stays non-dumpable
+        _apply_rlimits(limits)
+        os.chdir(workdir)
+        status = _exec_script(code, workdir)
+    except BaseException:  # setup failed: say why on the script's stderr
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        os._exit(status)
+
+
+def _max_fd() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if 0 < soft < 1 << 20 else 65536
+
+
+def _apply_rlimits(limits: dict[str, Any]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for key, which in _RLIMITS:
+        value = _limit(limits, key)
+        if value is None:
+            continue
+        soft = hard = max(int(value), 1)
+        if which == resource.RLIMIT_CPU:
+            hard = soft + 1  # SIGXCPU at the soft limit, so the report can name the cause
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(which, (soft, hard))
+
+
+def _exec_script(code: str, workdir: str) -> int:
+    """Run ``code`` as ``__main__`` the way ``python script.py`` would; return the exit status."""
+    import io
+    import linecache
+
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,  # a timed-out script still shows what it printed
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.argv = [SCRIPT_NAME]
+    harness_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [workdir] + [p for p in sys.path if p != harness_dir]
+    sys.modules.pop("protocol", None)
+    sys.dont_write_bytecode = True  # no __pycache__ artifacts from imported uploads
+    linecache.cache[SCRIPT_NAME] = (len(code), None, code.splitlines(True), SCRIPT_NAME)
+
+    main = types.ModuleType("__main__")
+    main.__file__ = SCRIPT_NAME
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    try:
+        compiled = compile(code, SCRIPT_NAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        traceback.print_exception(type(exc), exc, None)
+        return 1
+    try:
+        exec(compiled, main.__dict__)
+        status = 0
+    except SystemExit as exc:
+        status = _system_exit_status(exc)
+    except BaseException as exc:
+        # Skip the harness's own frame so the traceback starts at the script, like python's.
+        traceback.print_exception(
+            type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None
+        )
+        status = 1
+    with contextlib.suppress(BaseException):
+        import threading
+
+        threading._shutdown()  # type: ignore[attr-defined]  # join non-daemon threads
+    with contextlib.suppress(BaseException):
+        import atexit
+
+        atexit._run_exitfuncs()
+    return status
+
+
+def _system_exit_status(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code & 0xFF
+    with contextlib.suppress(BaseException):
+        print(code, file=sys.stderr)
+    return 1
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+@dataclass
+class Capture:
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+
+    def feed(self, chunk: bytes) -> None:
+        room = self.limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        if len(chunk) > room:
+            self.truncated = True  # keep draining: the writer must never block on us
+
+    def text(self) -> str:
+        return bytes(self.data).decode("utf-8", errors="replace")
+
+
+@dataclass
+class Outcome:
+    status: int | None = None  # raw wait status
+    timed_out: bool = False
+    duration_s: float = 0.0
+
+
+def supervise(
+    pid: int, out_r: int, err_r: int, out: Capture, err: Capture, timeout_s: float | None
+) -> Outcome:
+    """Drain both pipes, enforce the timeout, reap the child and anything it left behind."""
+    started = time.monotonic()
+    deadline = started + timeout_s if timeout_s is not None else None
+    outcome = Outcome()
+    sel = selectors.DefaultSelector()
+    sel.register(out_r, selectors.EVENT_READ, out)
+    sel.register(err_r, selectors.EVENT_READ, err)
+    pidfd: int | None = None
+    try:
+        pidfd = os.pidfd_open(pid)
+        sel.register(pidfd, selectors.EVENT_READ, None)
+    except (AttributeError, OSError):  # old kernel or a seccomp profile without pidfd_open
+        pidfd = None
+    open_pipes = 2
+    drain_until: float | None = None
+    try:
+        while open_pipes or outcome.status is None:
+            now = time.monotonic()
+            if outcome.status is None and deadline is not None and now >= deadline:
+                outcome.timed_out = True
+                kill_tree(pid)
+                outcome.status = _wait_blocking(pid)
+                outcome.duration_s = time.monotonic() - started
+                drain_until = time.monotonic() + DRAIN_GRACE_S
+            if outcome.status is None:
+                outcome.status = _wait_nohang(pid)
+                if outcome.status is not None:
+                    outcome.duration_s = time.monotonic() - started
+                    kill_tree(pid)  # the script is done; whatever it started goes with it
+                    drain_until = time.monotonic() + DRAIN_GRACE_S
+            if not open_pipes and outcome.status is not None:
+                break
+            if drain_until is not None and time.monotonic() >= drain_until:
+                log("output pipes still open after the script ended; giving up on them")
+                break
+            waits = [t for t in (deadline if outcome.status is None else None, drain_until) if t]
+            wait = min(waits) - time.monotonic() if waits else None
+            if pidfd is None and outcome.status is None:
+                wait = 0.02 if wait is None else min(wait, 0.02)
+            if outcome.status is not None and pidfd is not None:
+                sel.unregister(pidfd)
+                os.close(pidfd)
+                pidfd = None
+            for key, _ in sel.select(None if wait is None else max(wait, 0.0)):
+                if key.data is None:
+                    continue  # the pidfd: the loop's wait check picks the exit up
+                try:
+                    chunk = os.read(key.fd, CHUNK)
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    key.data.feed(chunk)
+                else:
+                    sel.unregister(key.fd)
+                    open_pipes -= 1
+    finally:
+        sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        if outcome.status is None:
+            kill_tree(pid)
+            outcome.status = _wait_blocking(pid)
+        reap_orphans()
+    return outcome
+
+
+def _wait_nohang(pid: int) -> int | None:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return 0
+    return status if done == pid else None
+
+
+def _wait_blocking(pid: int) -> int:
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return 0
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL the script's process group and every process that escaped it."""
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    if os.getpid() == 1:
+        # PID 1 of a container: kill(-1) reaches every other process in the namespace.
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
+        return
+    # Elsewhere we are a subreaper, so escaped descendants become our children.
+    for _ in range(5):
+        children = _children_of(os.getpid())
+        children.discard(pid)
+        if not children:
+            return
+        for child in children:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+        reap_orphans()
+        time.sleep(0.01)
+
+
+def _children_of(parent: int) -> set[int]:
+    found: set[int] = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        # Fields after the ")" that closes the command name: state, ppid, ...
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            found.add(int(name))
+    return found
+
+
+def reap_orphans() -> None:
+    while True:
+        try:
+            done, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done == 0:
+            return
+
+
+def describe_exit(
+    outcome: Outcome, timeout_s: float | None, limits: dict[str, Any]
+) -> dict[str, Any]:
+    """Exit code, signal and a human reason for the result header."""
+    status = outcome.status if outcome.status is not None else 0
+    result: dict[str, Any] = {"exit_code": None, "signal": None, "error": None}
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        result["exit_code"] = -signum
+        result["signal"] = signum
+    else:
+        result["exit_code"] = os.waitstatus_to_exitcode(status)
+    signum = result["signal"]
+    if outcome.timed_out:
+        result["error"] = f"timed out after {timeout_s:g} s"
+    elif signum == signal.SIGKILL:
+        result["error"] = "killed (SIGKILL) — most likely out of memory"
+    elif signum == signal.SIGXCPU:
+        result["error"] = f"CPU time limit exceeded ({limits.get('cpu_s')} s)"
+    elif signum == signal.SIGXFSZ:
+        result["error"] = f"file size limit exceeded ({limits.get('fsize_bytes')} bytes)"
+    elif signum is not None:
+        result["error"] = f"killed by signal {signal.Signals(signum).name}"
+    return result
+
+
+def run_request(header: dict[str, Any], workdir: str) -> tuple[dict[str, Any], Collected]:
+    """Fork, supervise and collect. Returns the result header (without files) and artifacts."""
+    code = header.get("code")
+    if not isinstance(code, str):
+        raise ProtocolError("'code' is not a string")
+    limits = header.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise ProtocolError("'limits' is not an object")
+    timeout = header.get("timeout_s")
+    timeout_s = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
+    out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
+    err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
+
+    before = snapshot(workdir)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(out_r)
+        os.close(err_r)
+        run_child(code, workdir, limits, out_w, err_w)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
+    os.close(out_w)
+    os.close(err_w)
+    for fd in (out_r, err_r):
+        os.set_blocking(fd, False)
+    try:
+        outcome = supervise(pid, out_r, err_r, out, err, timeout_s)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    result: dict[str, Any] = {
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_truncated": out.truncated,
+        "stderr_truncated": err.truncated,
+        "timed_out": outcome.timed_out,
+        "duration_s": round(outcome.duration_s, 6),
+    }
+    result.update(describe_exit(outcome, timeout_s, limits))
+    return result, collect_artifacts(workdir, before, limits)
+
+
+def write_result(fd: int, result: dict[str, Any], collected: Collected) -> None:
+    result["files"] = [{"name": a.name, "size": a.size} for a in collected.artifacts]
+    result["skipped"] = collected.skipped
+    _write_all(fd, encode_header(result))
+    for artifact in collected.artifacts:
+        remaining = artifact.size
+        while remaining > 0:
+            data = os.read(artifact.fd, min(remaining, 1 << 20))
+            if not data:  # shrank since it was listed: keep the frame well-formed
+                log(f"{artifact.name} shrank while being sent; padding {remaining} bytes")
+                data = b"\x00" * min(remaining, 1 << 20)
+            _write_all(fd, data[:remaining])
+            remaining -= len(data[:remaining])
+        os.close(artifact.fd)
+
+
+def empty_result(error: str) -> dict[str, Any]:
+    return {
+        "stdout": "",
+        "stderr": "",
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+        "exit_code": None,
+        "signal": None,
+        "timed_out": False,
+        "duration_s": 0.0,
+        "error": error,
+    }
+
+
+def _set_dumpable(on: bool) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 1 if on else 0, 0, 0, 0) != 0:
+            log(f"prctl(PR_SET_DUMPABLE) failed: errno {ctypes.get_errno()}")
+    except OSError as exc:
+        log(f"prctl unavailable: {exc}")
+
+
+def _become_subreaper() -> None:
+    if os.getpid() == 1:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def preimport() -> None:
+    """Import the heavy modules before the request arrives, so a started runner is warm."""
+    names = os.environ.get("PYC_PREIMPORT", "numpy,pandas")
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        try:
+            __import__(name)
+        except Exception as exc:  # a missing module only costs the warm start
+            log(f"pre-import of {name} failed: {exc.__class__.__name__}: {exc}")
+
+
+def main(argv: list[str]) -> int:
+    workdir = os.path.abspath(
+        argv[1] if len(argv) > 1 else os.environ.get("PYC_WORKDIR") or os.getcwd()
+    )
+    # Keep the result channel private, and point fd 1 at stderr so a stray print (ours or a
+    # pre-imported module's) cannot corrupt the frame.
+    result_fd = os.dup(1)
+    os.dup2(2, 1)
+    _set_dumpable(False)
+    _become_subreaper()
+    preimport()
+    try:
+        header = read_header(_read_fd0)
+    except ProtocolError as exc:
+        log(f"unreadable request: {exc}")
+        return 2
+    try:
+        write_inputs(header, workdir)
+        result, collected = run_request(header, workdir)
+    except Exception as exc:
+        log("run failed:\n" + traceback.format_exc())
+        result, collected = (
+            empty_result(f"harness error: {exc.__class__.__name__}: {exc}"),
+            Collected(),
+        )
+    try:
+        write_result(result_fd, result, collected)
+    except BrokenPipeError:
+        log("the result reader went away")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
