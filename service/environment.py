@@ -45,7 +45,9 @@ def _probe(executor: Executor) -> dict[str, Any]:
             )
         )
     if not result.success:
-        raise ExecutorError(f"environment probe failed on {executor.name}: {result.stderr or result.error}")
+        raise ExecutorError(
+            f"environment probe failed on {executor.name}: {result.stderr or result.error}"
+        )
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return data
 

@@ -67,11 +67,27 @@ def our_containers() -> list[str]:
 
     client = docker.from_env(timeout=10)
     try:
-        return [c.name for c in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})]
+        return [
+            c.name for c in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+        ]
     finally:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def leak_baseline() -> Iterator[list[str]]:
-    yield our_containers()
+def _our_temp_dirs() -> set[str]:
+    import tempfile
+    from pathlib import Path
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("pyc*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaks_after_suite() -> Iterator[None]:
+    """After the whole suite: no container labelled ours, no temp dir of ours left behind."""
+    containers_before = set(our_containers())
+    temps_before = _our_temp_dirs()
+    yield
+    leaked_containers = set(our_containers()) - containers_before
+    leaked_temps = _our_temp_dirs() - temps_before
+    assert not leaked_containers, f"containers left behind: {sorted(leaked_containers)}"
+    assert not leaked_temps, f"temp dirs left behind: {sorted(leaked_temps)}"

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
 from security.policy import StaticPolicy
+
 from service import __version__
 from service.api.errors import install_error_handlers
 from service.api.routes import execute, files, health

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 from files.intake import FileIntake, IntakeLimits, StoredFile
+
 from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
 from service.models import Artifact, ExecutionResponse
 from service.settings import Settings
@@ -171,7 +171,9 @@ def build_response(
     if run is None:
         fields["success"] = False
     else:
-        skipped = [f"artifact {s.name} ({s.size} bytes) not returned: {s.reason}" for s in run.skipped]
+        skipped = [
+            f"artifact {s.name} ({s.size} bytes) not returned: {s.reason}" for s in run.skipped
+        ]
         fields.update(
             success=run.success,
             output=run.stdout,

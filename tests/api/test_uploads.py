@@ -1,0 +1,90 @@
+"""Upload problems are refused with a status and a message naming the file and the limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from tests.api.conftest import make_settings
+
+
+@pytest.fixture
+def small_client(tmp_path: Path) -> Iterator[TestClient]:
+    """Subprocess engine with tiny limits; nothing here reaches an engine."""
+    settings = make_settings(
+        tmp_path, "subprocess", max_file_size=1, max_total_upload=2, max_files=3
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+CODE = {"code": "print(1)"}
+
+
+def test_oversized_file_is_413_naming_file_and_limit(small_client: TestClient) -> None:
+    big = b"a,b\n" + b"1,2\n" * (300 * 1024)  # ~1.2 MB > 1 MB
+    response = small_client.post("/v1/execute", data=CODE, files=[("files", ("big.csv", big))])
+    assert response.status_code == 413, response.text
+    body = response.json()
+    assert body["file"] == "big.csv"
+    assert "big.csv" in body["message"] and "1" in body["message"]
+
+
+def test_whole_request_over_total_limit_is_413(small_client: TestClient) -> None:
+    part = b"x" * (900 * 1024)
+    files = [("files", (f"f{i}.txt", part)) for i in range(3)]
+    response = small_client.post("/v1/execute", data=CODE, files=files)
+    assert response.status_code == 413, response.text
+
+
+def test_unsupported_extension_is_415_listing_supported(small_client: TestClient) -> None:
+    response = small_client.post(
+        "/v1/execute", data=CODE, files=[("files", ("tool.exe", b"MZ\x90\x00"))]
+    )
+    assert response.status_code == 415, response.text
+    body = response.json()
+    assert body["file"] == "tool.exe"
+    assert ".csv" in body["supported"] and ".parquet" in body["supported"]
+
+
+def test_too_many_files_is_413(small_client: TestClient) -> None:
+    files = [("files", (f"f{i}.txt", b"hi")) for i in range(4)]
+    response = small_client.post("/v1/execute", data=CODE, files=files)
+    assert response.status_code == 413, response.text
+
+
+def test_empty_file_is_400(small_client: TestClient) -> None:
+    response = small_client.post("/v1/execute", data=CODE, files=[("files", ("empty.csv", b""))])
+    assert response.status_code == 400, response.text
+    assert response.json()["file"] == "empty.csv"
+
+
+def test_traversal_name_never_escapes(small_client: TestClient, tmp_path: Path) -> None:
+    response = small_client.post(
+        "/v1/execute",
+        data={"code": "import os\nprint(sorted(os.listdir('.')))"},
+        files=[("files", ("../../escape.txt", b"hi"))],
+    )
+    assert response.status_code in (200, 400), response.text
+    assert not (tmp_path / "escape.txt").exists()
+    assert not (tmp_path / "exec" / "escape.txt").exists()
+
+
+def test_missing_code_is_400(small_client: TestClient) -> None:
+    response = small_client.post("/v1/execute", json={"code": " "})
+    assert response.status_code in (400, 422)
+
+
+def test_bad_timeout_is_400(small_client: TestClient) -> None:
+    response = small_client.post("/v1/execute", data={"code": "print(1)", "timeout_s": "soon"})
+    assert response.status_code == 400
+    assert "timeout_s" in response.json()["message"]
+
+
+def test_unknown_artifact_is_404(small_client: TestClient) -> None:
+    response = small_client.get("/v1/executions/abc123/artifacts/nothing.png")
+    assert response.status_code == 404
