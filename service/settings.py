@@ -51,8 +51,8 @@ class Settings(BaseSettings):
 
     # --- operations (service/observability.py, service/cleanup.py) ---------------------------
     audit_log_path: Path | None = Path("./data/audit.jsonl")  # one JSON line per execution
-    cleanup_interval_s: int = Field(60, ge=1, description="how often expired artifacts go")
-    shutdown_grace_s: float = Field(20.0, ge=0, description="wait for running jobs on stop")
+    cleanup_interval_s: int = Field(default=60, ge=1, description="how often expired artifacts go")
+    shutdown_grace_s: float = Field(default=20.0, ge=0, description="wait for running jobs on stop")
 
     # --- LLM ---------------------------------------------------------------------------------
     llm_base_url: str | None = None
