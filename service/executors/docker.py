@@ -1,0 +1,585 @@
+"""The docker adapter: one fresh, locked-down container per run, spoken to over attach only.
+
+Lifecycle by hand (``containers.run()`` would pull missing images and wait without a timeout):
+create -> attach stdin/stdout/stderr -> start -> send the request frame and the input files on
+stdin -> half-close -> read the multiplexed stream (stdout carries the result frame and the
+artifacts, stderr the harness's diagnostics) -> wait -> inspect -> remove, always.
+
+No ``docker exec`` (processes it starts escape the pids limit), no bind mounts, no archive
+copies: the work dir is a tmpfs that lives and dies with the container.
+
+``/work`` and ``/tmp`` are mounted ``noexec,nosuid,nodev``: scripts are Python source read by
+the interpreter, so nothing legitimate needs to execute a file from them, and it stops a
+script from dropping and running a binary. Note that tmpfs pages are charged to the
+container's memory limit, so uploads and produced files share ``memory_bytes`` with the script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import secrets
+import socket
+import struct
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Ulimit
+
+from runner_image.protocol import MAGIC, ProtocolError, copy_exact, encode_header, read_header
+from service.errors import EngineUnavailable, ExecutorError, RunnerImageMissing
+from service.executors.base import (
+    CONTAINER_LABEL,
+    JOB_LABEL,
+    Executor,
+    ProducedFile,
+    Readiness,
+    RunRequest,
+    RunResult,
+    SkippedFile,
+)
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Docker 20.10 speaks API 1.41; pinning it saves a version round trip per client.
+API_VERSION = "1.41"
+# Time allowed on top of the script's timeout: interpreter start, pre-imports, collection.
+GRACE_S = 10.0
+# Sending the request: generous, but a wedged engine must not hang a worker thread forever.
+SEND_BASE_S = 30.0
+ASSUMED_BYTES_PER_S = 50 * 1024 * 1024
+MAX_DIAGNOSTICS = 64 * 1024
+PROTOCOL_LABEL = "io.python-coder.protocol"
+CONTAINER_ENV_PREIMPORT = "numpy,pandas"
+
+_STREAM_HEADER = struct.Struct(">BxxxI")
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+@dataclass
+class Phases:
+    """Wall time of each lifecycle step, seconds (logged per run, returned by ``run_timed``)."""
+
+    create: float = 0.0
+    start: float = 0.0
+    run: float = 0.0  # send the request until the result stream ends
+    collect: float = 0.0  # wait + inspect
+    remove: float = 0.0
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "create": round(self.create, 4),
+            "start": round(self.start, 4),
+            "run": round(self.run, 4),
+            "collect": round(self.collect, 4),
+            "remove": round(self.remove, 4),
+        }
+
+
+class StreamTimeout(Exception):
+    """The container kept the stream open past the deadline."""
+
+
+class Demux:
+    """Reads docker's multiplexed attach stream: stdout on demand, stderr kept (capped)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.pending = bytearray()  # stdout bytes read but not yet consumed
+        self.diagnostics = bytearray()
+        self.diagnostics_truncated = False
+        self.eof = False
+
+    def _recv_exact(self, n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise StreamTimeout
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except TimeoutError as exc:
+                raise StreamTimeout from exc
+            if not chunk:
+                if buf:
+                    raise ProtocolError("attach stream ended inside a frame")
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _next_stdout_frame(self) -> bool:
+        """Read frames until one carries stdout; False at end of stream."""
+        while not self.eof:
+            header = self._recv_exact(_STREAM_HEADER.size)
+            if header is None:
+                self.eof = True
+                return False
+            stream, size = _STREAM_HEADER.unpack(header)
+            body = self._recv_exact(size) if size else b""
+            if body is None:
+                raise ProtocolError("attach stream ended inside a frame")
+            if stream == 1:
+                self.pending += body
+                return True
+            if stream == 2:
+                room = MAX_DIAGNOSTICS - len(self.diagnostics)
+                self.diagnostics += body[: max(room, 0)]
+                self.diagnostics_truncated |= len(body) > room
+        return False
+
+    def read_stdout(self, n: int) -> bytes:
+        """Up to ``n`` stdout bytes; ``b""`` only at the end of the stream."""
+        while not self.pending:
+            if not self._next_stdout_frame():
+                return b""
+        chunk = bytes(self.pending[:n])
+        del self.pending[:n]
+        return chunk
+
+    def drain(self) -> None:
+        """Read to the end so stderr diagnostics are complete (stdout past the frame is junk)."""
+        while self._next_stdout_frame():
+            self.pending.clear()
+
+    def diagnostics_text(self) -> str:
+        return bytes(self.diagnostics).decode("utf-8", errors="replace")
+
+
+def _raw_socket(attached: Any) -> socket.socket:
+    sock = getattr(attached, "_sock", attached)
+    if not isinstance(sock, socket.socket):
+        raise ExecutorError(f"unsupported attach socket type {type(sock).__name__}")
+    return sock
+
+
+def safe_artifact_path(output_dir: Path, name: Any) -> Path:
+    """Where a produced file goes; the name comes from inside the sandbox, so check it."""
+    if not isinstance(name, str) or not name or "\x00" in name or name.startswith("/"):
+        raise ProtocolError(f"bad artifact name {name!r}")
+    parts = PurePosixPath(name).parts
+    if any(part in ("", ".", "..") for part in name.split("/")) or not parts:
+        raise ProtocolError(f"bad artifact name {name!r}")
+    return output_dir.joinpath(*parts)
+
+
+def container_name(job_id: str) -> str:
+    return f"pyc-{_NAME_OK.sub('-', job_id)[:12]}-{secrets.token_hex(3)}"
+
+
+class DockerExecutor(Executor):
+    """Runs each script in a new container from the runner image, removed afterwards."""
+
+    name = "docker"
+
+    def __init__(self, settings: Settings, client: docker.APIClient | None = None) -> None:
+        self.settings = settings
+        self.image = settings.image
+        self.runtime = settings.docker_runtime
+        self._client = client
+        self._owns_client = client is None
+
+    # ------------------------------------------------------------------------- plumbing
+
+    @property
+    def client(self) -> docker.APIClient:
+        if self._client is None:
+            try:
+                self._client = docker.APIClient(
+                    **docker.utils.kwargs_from_env(), version=API_VERSION, timeout=60
+                )
+            except DockerException as exc:
+                raise EngineUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
+
+    @property
+    def isolation(self) -> tuple[str, ...]:
+        return (
+            "docker",
+            "network:none",
+            "read-only-rootfs",
+            "cap-drop:ALL",
+            "no-new-privileges",
+            "non-root",
+            "pids",
+            "memory",
+            f"runtime:{self.runtime or 'runc'}",
+        )
+
+    def _translate(self, exc: Exception, doing: str) -> Exception:
+        if isinstance(exc, ImageNotFound) or (
+            isinstance(exc, NotFound) and "image" in str(exc).lower()
+        ):
+            return RunnerImageMissing(
+                f"runner image {self.image} not found: build it with `python-coder build-runner` "
+                "(images are never pulled)"
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
+            return EngineUnavailable(f"Docker engine unreachable while {doing}: {exc}")
+        if isinstance(exc, APIError) and exc.is_server_error():
+            return ExecutorError(f"Docker engine failed while {doing}: {exc.explanation or exc}")
+        if isinstance(exc, DockerException | requests.exceptions.RequestException):
+            return ExecutorError(f"Docker error while {doing}: {exc}")
+        return exc
+
+    def _host_config(self, request: RunRequest) -> dict[str, Any]:
+        limits = request.limits
+        mount = "rw,nosuid,nodev,noexec,mode=1777"
+        return self.client.create_host_config(
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={"/work": f"{mount},size={limits.workdir_bytes}", "/tmp": f"{mount},size=64m"},
+            pids_limit=limits.pids,
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,
+            nano_cpus=int(limits.cpus * 1e9),
+            ulimits=[
+                Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+                Ulimit(name="fsize", soft=limits.fsize_bytes, hard=limits.fsize_bytes),
+                Ulimit(name="core", soft=0, hard=0),
+            ],
+            runtime=self.runtime,
+            log_config=LogConfig(type="none"),
+        )
+
+    def _request_header(self, request: RunRequest) -> bytes:
+        wire = request.limits.to_wire()
+        wire["memory_bytes"] = None  # the memory cgroup does it; RLIMIT_AS would also count
+        wire["nproc"] = None  # mapped pages and is per-uid host-wide: pids cgroup instead
+        return encode_header(
+            {
+                "code": request.code,
+                "files": [{"name": f.name, "size": f.size} for f in request.inputs],
+                "timeout_s": request.limits.timeout_s,
+                "limits": wire,
+            }
+        )
+
+    # ------------------------------------------------------------------------- the port
+
+    def run(self, request: RunRequest) -> RunResult:
+        return self.run_timed(request)[0]
+
+    def run_timed(self, request: RunRequest) -> tuple[RunResult, dict[str, float]]:
+        """``run`` plus the wall time of each lifecycle phase."""
+        began = time.monotonic()
+        phases = Phases()
+        container_id: str | None = None
+        name = container_name(request.job_id)
+        try:
+            mark = time.monotonic()
+            try:
+                created = self.client.create_container(
+                    self.image,
+                    name=name,
+                    user="10001:10001",
+                    working_dir="/work",
+                    stdin_open=True,
+                    tty=False,
+                    environment={
+                        "PYC_PREIMPORT": CONTAINER_ENV_PREIMPORT,
+                        "HOME": "/tmp",
+                        "MPLBACKEND": "Agg",
+                        "LANG": "C.UTF-8",
+                    },
+                    labels={CONTAINER_LABEL: "1", JOB_LABEL: request.job_id},
+                    stop_signal="SIGKILL",
+                    host_config=self._host_config(request),
+                )
+                container_id = created["Id"]
+                attached = self.client.attach_socket(
+                    container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                )
+            except (DockerException, requests.exceptions.RequestException) as exc:
+                raise self._translate(exc, "creating the container") from exc
+            phases.create = time.monotonic() - mark
+            sock = _raw_socket(attached)
+            try:
+                result = self._drive(request, container_id, sock, phases)
+            finally:
+                with contextlib.suppress(OSError):
+                    sock.close()
+                with contextlib.suppress(Exception):
+                    attached.close()
+        finally:
+            if container_id is not None:
+                mark = time.monotonic()
+                self._remove(container_id)
+                phases.remove = time.monotonic() - mark
+        wall = time.monotonic() - began
+        timings = phases.as_dict()
+        log.info(
+            "docker run %s: exit=%s timed_out=%s oom=%s wall=%.3fs phases=%s",
+            request.job_id,
+            result.exit_code,
+            result.timed_out,
+            result.oom_killed,
+            wall,
+            json.dumps(timings),
+        )
+        return replace(result, wall_s=round(wall, 4)), timings
+
+    def _drive(
+        self, request: RunRequest, container_id: str, sock: socket.socket, phases: Phases
+    ) -> RunResult:
+        mark = time.monotonic()
+        try:
+            self.client.start(container_id)
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            raise self._translate(exc, "starting the container") from exc
+        phases.start = time.monotonic() - mark
+
+        mark = time.monotonic()
+        upload = sum(f.size for f in request.inputs)
+        send_deadline = time.monotonic() + SEND_BASE_S + upload / ASSUMED_BYTES_PER_S
+        sent_all = self._send(request, sock, send_deadline)
+        limits = request.limits
+        read_deadline = (
+            time.monotonic()
+            + limits.timeout_s
+            + GRACE_S
+            + limits.max_artifacts_total_bytes / ASSUMED_BYTES_PER_S
+        )
+        demux = Demux(sock, read_deadline)
+        header: dict[str, Any] | None = None
+        produced: list[ProducedFile] = []
+        stream_timed_out = False
+        problem: str | None = None
+        try:
+            header = read_header(demux.read_stdout)
+            produced = self._receive_artifacts(header, demux, request)
+            demux.drain()
+        except StreamTimeout:
+            stream_timed_out = True
+        except ProtocolError as exc:
+            problem = str(exc)
+            with contextlib.suppress(StreamTimeout, ProtocolError, OSError):
+                demux.drain()
+        except OSError as exc:
+            problem = f"attach stream failed: {exc}"
+        phases.run = time.monotonic() - mark
+
+        mark = time.monotonic()
+        if stream_timed_out:
+            self._kill(container_id)
+        state = self._finish(container_id)
+        phases.collect = time.monotonic() - mark
+
+        oom = bool(state.get("OOMKilled"))
+        diagnostics = demux.diagnostics_text()
+        if diagnostics:
+            log.debug("harness diagnostics for %s: %s", request.job_id, diagnostics[-4000:])
+        if header is None:
+            if stream_timed_out:
+                return RunResult(
+                    engine=self.name,
+                    timed_out=True,
+                    isolation=self.isolation,
+                    error=f"timed out after {limits.timeout_s:g} s (runner did not answer)",
+                )
+            if oom:
+                return self._oom_result(request, RunResult(engine=self.name))
+            detail = problem or ("request not fully sent" if not sent_all else "no result frame")
+            raise ExecutorError(
+                f"runner gave no result ({detail}; container exit {state.get('ExitCode')})",
+                detail={"diagnostics": diagnostics[-4000:]},
+            )
+        if problem is not None:
+            raise ExecutorError(f"runner result unreadable: {problem}")
+        result = _result_from_header(header, self.name, produced, self.isolation)
+        signum = header.get("signal")
+        if oom or (signum == 9 and not result.timed_out):
+            result = self._oom_result(request, result)
+        return result
+
+    def _oom_result(self, request: RunRequest, result: RunResult) -> RunResult:
+        limit_mb = request.limits.memory_bytes // (1024 * 1024)
+        return replace(
+            result,
+            oom_killed=True,
+            isolation=self.isolation,
+            exit_code=result.exit_code if result.exit_code is not None else -9,
+            error=f"out of memory (limit {limit_mb} MB)",
+        )
+
+    def _send(self, request: RunRequest, sock: socket.socket, deadline: float) -> bool:
+        """Write the request frame and the file bodies, then half-close stdin.
+
+        Returns False when the container stopped reading (it died early); the result stream
+        then says why.
+        """
+
+        def write(data: bytes) -> None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("sending the request took too long")
+            sock.settimeout(remaining)
+            sock.sendall(data)
+
+        try:
+            write(self._request_header(request))
+            for item in request.inputs:
+                with item.path.open("rb") as f:
+                    copy_exact(f.read, write, item.size)
+            sock.shutdown(socket.SHUT_WR)
+            return True
+        except ProtocolError as exc:
+            raise ExecutorError(f"input file changed while being sent: {exc}") from exc
+        except OSError as exc:  # BrokenPipe / reset / timeout: the runner went away
+            log.warning("sending the request to %s failed: %s", request.job_id, exc)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            return False
+
+    def _receive_artifacts(
+        self, header: dict[str, Any], demux: Demux, request: RunRequest
+    ) -> list[ProducedFile]:
+        files = header.get("files") or []
+        if not isinstance(files, list):
+            raise ProtocolError("'files' is not a list")
+        limits = request.limits
+        if len(files) > limits.max_artifacts:
+            raise ProtocolError(f"runner listed {len(files)} files, over the limit")
+        total = 0
+        produced: list[ProducedFile] = []
+        for entry in files:
+            size = entry.get("size") if isinstance(entry, dict) else None
+            if not isinstance(size, int) or size < 0 or size > limits.max_artifact_bytes:
+                raise ProtocolError(f"bad artifact entry {entry!r}")
+            total += size
+            if total > limits.max_artifacts_total_bytes:
+                raise ProtocolError("runner sent more artifact bytes than allowed")
+            path = safe_artifact_path(request.output_dir, entry.get("name"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as out:
+                copy_exact(demux.read_stdout, out.write, size)
+            produced.append(ProducedFile(name=entry["name"], size=size, path=path))
+        return produced
+
+    def _kill(self, container_id: str) -> None:
+        with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+            self.client.kill(container_id)
+
+    def _finish(self, container_id: str) -> dict[str, Any]:
+        """Wait for the container to stop (killing it if it lingers) and return its State."""
+        try:
+            self.client.wait(container_id, timeout=GRACE_S)
+        except (DockerException, requests.exceptions.RequestException):
+            self._kill(container_id)
+            with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+                self.client.wait(container_id, timeout=GRACE_S)
+        try:
+            state: dict[str, Any] = self.client.inspect_container(container_id)["State"]
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            raise self._translate(exc, "inspecting the container") from exc
+        return state
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self.client.remove_container(container_id, force=True, v=True)
+        except NotFound:
+            pass
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            # Leave it to remove_orphans() at the next start rather than mask the result.
+            log.error("could not remove container %s: %s", container_id[:12], exc)
+
+    # ------------------------------------------------------------------------- readiness
+
+    def readiness(self) -> Readiness:
+        checks: dict[str, Any] = {"image": self.image, "runtime": self.runtime or "runc"}
+        try:
+            self.client.ping()
+            checks["engine"] = "reachable"
+        except (DockerException, requests.exceptions.RequestException, EngineUnavailable) as exc:
+            return Readiness(False, self.name, f"Docker engine unreachable: {exc}", checks)
+        try:
+            image = self.client.inspect_image(self.image)
+        except ImageNotFound:
+            checks["image_present"] = False
+            return Readiness(
+                False,
+                self.name,
+                f"runner image {self.image} not found: build it with `python-coder build-runner`",
+                checks,
+            )
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            return Readiness(False, self.name, f"cannot inspect the runner image: {exc}", checks)
+        checks["image_present"] = True
+        checks["image_id"] = image.get("Id", "")[:19]
+        labels = (image.get("Config") or {}).get("Labels") or {}
+        wanted = MAGIC.decode("ascii")
+        if PROTOCOL_LABEL in labels:
+            checks["protocol"] = labels[PROTOCOL_LABEL]
+            if labels[PROTOCOL_LABEL] != wanted:
+                return Readiness(
+                    False,
+                    self.name,
+                    f"runner image speaks protocol {labels[PROTOCOL_LABEL]}, gateway {wanted}: "
+                    "rebuild it with `python-coder build-runner`",
+                    checks,
+                )
+        return Readiness(True, self.name, "docker engine and runner image ready", checks)
+
+
+def _result_from_header(
+    header: dict[str, Any], engine: str, produced: list[ProducedFile], isolation: tuple[str, ...]
+) -> RunResult:
+    skipped = tuple(
+        SkippedFile(
+            name=str(s.get("name")), size=int(s.get("size") or 0), reason=str(s.get("reason"))
+        )
+        for s in header.get("skipped") or []
+        if isinstance(s, dict)
+    )
+    exit_code = header.get("exit_code")
+    return RunResult(
+        engine=engine,
+        stdout=str(header.get("stdout") or ""),
+        stderr=str(header.get("stderr") or ""),
+        stdout_truncated=bool(header.get("stdout_truncated")),
+        stderr_truncated=bool(header.get("stderr_truncated")),
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        timed_out=bool(header.get("timed_out")),
+        duration_s=float(header.get("duration_s") or 0.0),
+        artifacts=tuple(produced),
+        skipped=skipped,
+        isolation=isolation,
+        error=header.get("error") if isinstance(header.get("error"), str) else None,
+    )
+
+
+def remove_orphans(client: docker.APIClient) -> list[str]:
+    """Remove every container carrying our label (left by a crash); returns their names."""
+    removed: list[str] = []
+    try:
+        containers = client.containers(all=True, filters={"label": CONTAINER_LABEL})
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineUnavailable(f"cannot list containers: {exc}") from exc
+    for c in containers:
+        names: list[str] = c.get("Names") or [c["Id"][:12]]
+        try:
+            client.remove_container(c["Id"], force=True, v=True)
+        except NotFound:
+            continue
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            log.error("could not remove orphan %s: %s", names[0], exc)
+            continue
+        removed.append(names[0].lstrip("/"))
+    return removed
