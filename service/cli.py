@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build the local runner venv for the subprocess engine instead")
     p.add_argument("--wheelhouse", default=None, help="wheelhouse directory")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even when the image's source-hash label is current")
     p.set_defaults(func=_build_runner)
 
     p = sub.add_parser("run", help="run a script through the service's executors")
