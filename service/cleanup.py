@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Temp dirs other parts of the gateway make outside execution_dir start with this.
-TEMP_PREFIX = "python-coder-"
+# The subprocess engine's per-run temp dirs, directly under execution_dir.
+SUBPROCESS_JOB_PREFIX = "job-"
 
 
 @dataclass
@@ -86,7 +85,8 @@ def remove_our_containers(client: Any) -> list[str]:
     except ImportError:
         pass
     if remove_orphans is not None:
-        return list(remove_orphans(client))
+        # The executor works with the low-level API client.
+        return list(remove_orphans(getattr(client, "api", client)))
     removed: list[str] = []
     for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
         with contextlib.suppress(Exception):  # gone meanwhile (auto-removed) is fine
@@ -172,7 +172,7 @@ def sweep_expired(settings: Settings, now: float | None = None) -> CleanupReport
     scratch_age = max(retention, float(settings.max_timeout) * 2 + 60)
     report.job_dirs = remove_older_than(jobs, scratch_age, now=now)
     report.temp_dirs = remove_older_than(
-        Path(tempfile.gettempdir()), scratch_age, prefix=TEMP_PREFIX, now=now
+        settings.execution_dir, scratch_age, prefix=SUBPROCESS_JOB_PREFIX, now=now
     )
     CLEANUP_REMOVED.labels(kind="artifact_dir").inc(len(report.artifact_dirs))
     CLEANUP_REMOVED.labels(kind="job_dir").inc(len(report.job_dirs))
@@ -184,8 +184,12 @@ def startup_cleanup_sync(settings: Settings) -> CleanupReport:
     """Before serving: no job runs yet, so every container of ours and scratch dir is stale."""
     report = sweep_expired(settings)
     jobs, _ = _dirs(settings)
-    report.job_dirs.extend(remove_older_than(jobs, 0.0))
-    CLEANUP_REMOVED.labels(kind="job_dir").inc(len(report.job_dirs))
+    stale_jobs = remove_older_than(jobs, 0.0)
+    stale_temp = remove_older_than(settings.execution_dir, 0.0, prefix=SUBPROCESS_JOB_PREFIX)
+    report.job_dirs.extend(stale_jobs)
+    report.temp_dirs.extend(stale_temp)
+    CLEANUP_REMOVED.labels(kind="job_dir").inc(len(stale_jobs))
+    CLEANUP_REMOVED.labels(kind="temp_dir").inc(len(stale_temp))
     cleanup_containers(report)
     return report
 

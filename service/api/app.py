@@ -11,8 +11,10 @@ from security.policy import StaticPolicy
 
 from service import __version__
 from service.api.errors import install_error_handlers
-from service.api.routes import execute, files, health
+from service.api.routes import execute, files, generate, health
+from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.factory import ExecutorRegistry
+from service.observability import install_observability
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.execution_dir.mkdir(parents=True, exist_ok=True)
+        await startup_cleanup(settings)  # orphan containers and job dirs of a crashed run
         registry = ExecutorRegistry(settings)
+        sweeper = ArtifactSweeper(settings)
+        sweeper.start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
         log.info("python-coder %s ready: %s", __version__, registry.describe())
         try:
             yield
         finally:
+            await shutdown(settings, sweeper)  # wait for running jobs, then kill leftovers
             registry.close()
 
     app = FastAPI(
@@ -41,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    install_observability(app, settings)  # request ids, JSON logs, /metrics
     app.include_router(health.router)
     app.include_router(execute.router)
     app.include_router(files.router)
+    app.include_router(generate.router)
     return app

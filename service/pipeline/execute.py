@@ -9,6 +9,7 @@ from security.policy import StaticPolicy
 from service.errors import PolicyViolation
 from service.executors.base import Executor
 from service.models import ExecutionResponse
+from service.observability import outcome_of, record_execution
 from service.pipeline.jobs import Job, build_response, run_code
 from service.settings import Settings
 
@@ -31,11 +32,30 @@ async def run_execution(
     settings: Settings,
     policy: StaticPolicy,
     timeout_s: float | None = None,
+    caller: str = "unknown",
 ) -> ExecutionResponse:
     """Run caller-supplied code against the job's (already taken in) files."""
     started = time.perf_counter()
-    job.warnings.extend(check_policy(code, policy))
-    job.timings["policy"] = time.perf_counter() - started
-    run = await run_code(job, code, executor, settings, timeout_s)
-    job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
+    outcome, engine = "failed", executor.name
+    try:
+        try:
+            job.warnings.extend(check_policy(code, policy))
+        except PolicyViolation:
+            outcome = "rejected"
+            raise
+        job.timings["policy"] = time.perf_counter() - started
+        run = await run_code(job, code, executor, settings, timeout_s)
+        outcome, engine = outcome_of(run), run.engine
+    finally:
+        job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
+        record_execution(
+            settings,
+            caller=caller,
+            code=code,
+            input_files=[(f.name, f.size) for f in job.files],
+            engine=engine,
+            outcome=outcome,
+            phase_timings=dict(job.timings),
+            job_id=job.id,
+        )
     return build_response(job, code, run, engine=executor.name)

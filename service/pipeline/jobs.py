@@ -18,6 +18,7 @@ from files.intake import FileIntake, IntakeLimits, StoredFile
 
 from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
 from service.models import Artifact, ExecutionResponse
+from service.observability import observe_upload, track_active_container
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ async def intake_uploads(job: Job, uploads: Sequence[Upload], settings: Settings
         await intake.add_async_stream(upload.filename, upload.chunks)
     result = await anyio.to_thread.run_sync(intake.finish)
     job.files = result.files
+    observe_upload(sum(f.size for f in result.files), len(result.files))
     job.metadata = result.metadata
     job.warnings.extend(result.warnings)
     job.timings["intake"] = time.perf_counter() - started
@@ -121,8 +123,13 @@ async def run_code(
         output_dir=job.output_dir,
         limits=run_limits(settings, timeout_s),
     )
+
+    def run_tracked() -> RunResult:
+        with track_active_container(executor.name):
+            return executor.run(request)
+
     started = time.perf_counter()
-    result = await anyio.to_thread.run_sync(executor.run, request, abandon_on_cancel=False)
+    result = await anyio.to_thread.run_sync(run_tracked, abandon_on_cancel=False)
     job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
     return result
 

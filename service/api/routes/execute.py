@@ -17,6 +17,7 @@ from service.api.deps import (
 )
 from service.errors import InvalidRequest, NotFound
 from service.models import ExecutionResponse
+from service.observability import caller_identity
 from service.pipeline.execute import run_execution
 from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
 
@@ -41,7 +42,15 @@ async def execute(
         async with open_job(settings) as job:
             await intake_uploads(job, parsed.uploads, settings)
             return await run_execution(
-                job, code, executor=executor, settings=settings, policy=policy, timeout_s=timeout_s
+                job,
+                code,
+                executor=executor,
+                settings=settings,
+                policy=policy,
+                timeout_s=timeout_s,
+                caller=caller_identity(
+                    request.headers, request.client.host if request.client else None
+                ),
             )
     finally:
         await parsed.aclose()
