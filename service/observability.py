@@ -398,11 +398,8 @@ _audit_logs: dict[Path, AuditLog] = {}
 _audit_lock = threading.Lock()
 
 
-def audit_log_for(settings: Settings) -> AuditLog | None:
-    path = getattr(settings, "audit_log_path", None)
-    if not path:
-        return None
-    path = Path(path)
+def audit_log_for(settings: Settings) -> AuditLog:
+    path = Path(settings.audit_log_file).absolute()
     with _audit_lock:
         return _audit_logs.setdefault(path, AuditLog(path))
 
@@ -432,8 +429,8 @@ def audit_execution(
     duration_s: float,
     job_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    """Append one audit line for an execution; returns the entry (None when disabled).
+) -> dict[str, Any]:
+    """Append one audit line for an execution; returns the entry.
 
     ``input_files`` holds ``(name, size)`` pairs or bare names. Failures to write are logged,
     never raised: the audit trail must not turn a finished run into an error.
@@ -461,8 +458,6 @@ def audit_execution(
     if extra:
         entry.update(extra)
     audit = audit_log_for(settings)
-    if audit is None:
-        return None
     try:
         audit.write(entry)
     except OSError as exc:

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     artifact_retention_s: int = 3600
 
     # --- operations (service/observability.py, service/cleanup.py) ---------------------------
-    audit_log_path: Path | None = Path("./data/audit.jsonl")  # one JSON line per execution
+    # One JSON line per execution; default <execution_dir>/audit.jsonl.
+    audit_log_path: Path | None = None
     cleanup_interval_s: int = Field(default=60, ge=1, description="how often expired artifacts go")
     shutdown_grace_s: float = Field(default=20.0, ge=0, description="wait for running jobs on stop")
 
@@ -80,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def max_total_upload_bytes(self) -> int:
         return self.max_total_upload * MB
+
+    @property
+    def audit_log_file(self) -> Path:
+        return self.audit_log_path or self.execution_dir / "audit.jsonl"
 
     @property
     def local_runner_python(self) -> Path:
