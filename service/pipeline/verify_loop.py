@@ -1,8 +1,8 @@
 """The verify -> modify loop: static policy + LLM review, fixes and overrides, capped rounds.
 
 Every round verifies the current code: the static policy runs in code (never skippable by
-the model), then the LLM review (skipped while the code does not even parse, and reused when
-the code did not change). Blocking issues go back to the model, which returns fixed code, a
+the model), then the LLM review (skipped while hard static findings remain, since those must
+be fixed first anyway, and reused when the code did not change). Blocking issues go back to the model, which returns fixed code, a
 change list and possibly overrides ("this is a false positive, because ...").
 
 * Retryable: any blocking issue while rounds remain; the model gets it back.
@@ -183,7 +183,9 @@ async def _verify(
     started = time.perf_counter()
     issues = static_issues(code, policy)
     timing["policy"] += time.perf_counter() - started
-    if not any(i.source == "syntax" for i in issues):
+    # The review costs a model call: ask it only once the static checks have nothing to say
+    # the model must fix first (syntax errors, blocked imports and calls).
+    if not any(is_blocking(i) and not i.overridable for i in issues):
         if state.last_review is not None and state.last_review[0] == code:
             review = state.last_review[1]
         else:

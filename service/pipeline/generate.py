@@ -1,0 +1,162 @@
+"""``POST /v1/generate``: query -> generate -> verify/modify -> execute -> repair -> result.
+
+Read top to bottom, this is the whole story of a generated job; each step is one call.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from importlib import resources
+
+from security.policy import StaticPolicy
+
+from service.executors.base import Executor, RunResult
+from service.llm.client import LLMClient, UsageMeter
+from service.llm.extract import final_json_line
+from service.llm.generator import generate_code
+from service.llm.modifier import repair_code
+from service.llm.prompts import Task
+from service.models import ExecutionResponse, Issue, VerificationRound
+from service.pipeline.jobs import Job, build_response, failure_reason, run_code
+from service.pipeline.verify_loop import Policy, is_blocking, static_issues, verify_and_modify
+from service.settings import Settings
+
+# The seed's package set; the runner image's own lock file wins when it is installed.
+FALLBACK_PACKAGES = (
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "sympy",
+    "statsmodels",
+    "matplotlib",
+    "seaborn",
+    "plotly",
+    "openpyxl",
+    "xlrd",
+    "python-docx",
+    "pypdf",
+    "PyPDF2",
+    "pdfplumber",
+    "pyarrow",
+    "h5py",
+    "netCDF4",
+    "xarray",
+    "PyYAML",
+    "lxml",
+    "beautifulsoup4",
+    "chardet",
+    "Pillow",
+    "imageio",
+    "jsonschema",
+    "nltk",
+    "textblob",
+)
+
+
+@cache
+def runner_packages() -> tuple[str, ...]:
+    """The direct packages of the runner image (the first block of its requirements file)."""
+    try:
+        text = resources.files("runner_image").joinpath("requirements.txt").read_text("utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):
+        return FALLBACK_PACKAGES
+    names: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("# --- transitive"):
+            break
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(line.split("==")[0].split(">=")[0].strip())
+    return tuple(names) or FALLBACK_PACKAGES
+
+
+def runtime_issue(run: RunResult) -> Issue:
+    return Issue(
+        source="runtime",
+        message=(failure_reason(run) or "the script failed")[-2000:],
+        severity="major",
+        category="runtime_error",
+    )
+
+
+async def run_generation(
+    query: str,
+    context: str | None,
+    job: Job,
+    executor: Executor,
+    settings: Settings,
+    llm: LLMClient,
+    *,
+    policy: Policy | None = None,
+    timeout_s: float | None = None,
+) -> ExecutionResponse:
+    """Generate, verify and run code for ``query`` against the job's files."""
+    policy = policy or StaticPolicy()
+    started = time.perf_counter()
+    meter = UsageMeter()
+    task = Task(query=query, context=context, files=job.metadata, packages=runner_packages())
+
+    code = await generate_code(llm, meter, task)
+    job.timings["generate"] = time.perf_counter() - started
+
+    loop = await verify_and_modify(
+        code, task, llm=llm, meter=meter, settings=settings, policy=policy
+    )
+    job.timings.update(loop.timings())
+    history, modifications, code = list(loop.history), list(loop.modifications), loop.code
+    if loop.partial:
+        job.warnings.append(
+            "ran with unresolved minor issues (PYTHON_CODE_ALLOW_PARTIAL_EXECUTION): "
+            + "; ".join(i.message for i in loop.remaining)
+        )
+
+    run = await run_code(job, code, executor, settings, timeout_s)
+    for repair_round in range(1, settings.max_repair_rounds + 1):
+        if run.success:
+            break
+        repair_started = time.perf_counter()
+        failure = runtime_issue(run)
+        fix = await repair_code(llm, meter, task, code, failure.message)
+        blocking = [i for i in static_issues(fix.code, policy) if is_blocking(i)]
+        iteration = len(history) + 1
+        if blocking:  # the repair itself must pass the static policy; never run it otherwise
+            history.append(
+                VerificationRound(
+                    iteration=iteration,
+                    issues=[failure, *blocking],
+                    action="rejected",
+                    changes=list(fix.changes),
+                )
+            )
+            job.warnings.append("the repaired code was refused by the static policy")
+            break
+        history.append(
+            VerificationRound(
+                iteration=iteration, issues=[failure], action="repaired", changes=list(fix.changes)
+            )
+        )
+        modifications.extend(f"repair {repair_round}: {c}" for c in fix.changes)
+        code = fix.code
+        job.timings["repair"] = (
+            job.timings.get("repair", 0.0) + time.perf_counter() - repair_started
+        )
+        run = await run_code(job, code, executor, settings, timeout_s)
+
+    parsed, result = final_json_line(run.stdout)
+    if run.success and run.stdout.strip() and not parsed:
+        job.warnings.append("the last line of stdout is not JSON; see output for the raw text")
+    job.timings["model"] = meter.model_s
+    job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
+    return build_response(
+        job,
+        code,
+        run,
+        engine=executor.name,
+        result=result,
+        iterations=loop.iterations,
+        modifications=modifications,
+        verification_history=history,
+        usage=meter.to_usage(),
+    )
