@@ -1,0 +1,871 @@
+"""The fallback engine: the harness in a local process, sandboxed as far as the host allows.
+
+Used where no Docker engine is reachable. Every run gets a fresh job dir under
+``settings.execution_dir`` (mode 0700, removed in ``finally``), a scrubbed environment, its
+own session, rlimits, and an outer SIGKILL backstop to the harness's own timeout.
+
+Isolation, detected once per executor and reported in ``RunResult.isolation``:
+
+* **bwrap** (bubblewrap works): new net/pid/ipc/uts/mount namespaces; the sandbox sees only
+  ``/usr``, a few ``/etc`` files, the runner interpreter (venv + base prefix, read-only), the
+  job's work dir at ``/sandbox``, its own ``/home/sandbox`` and ``/tmp`` (both in the job dir,
+  on disk: a tmpfs would be RAM outside ``RLIMIT_AS``). No gateway repo, ``/root``, ``/home``,
+  ``/etc/shadow`` or artifact store.
+* **uid** (the gateway is root): the script runs as a per-job unprivileged uid with no
+  capabilities. This is what makes ``RLIMIT_NPROC`` bite: the kernel never applies it to
+  real uid 0, whatever the capabilities, so a user namespace mapped onto root (bwrap
+  ``--unshare-user`` run by root) would not stop a fork bomb. Root runs bwrap (it can read
+  every bind source, e.g. a base Python under ``/root``) and ``setpriv`` drops to the job
+  uid inside. Uids come from a range and are held with ``flock`` so concurrent jobs, even
+  in other gateway processes, never share one; afterwards every process of the uid is killed.
+* **userns** (the gateway is a normal user): bwrap ``--unshare-user --cap-drop ALL``. The
+  nproc limit then counts all of the gateway user's tasks, so it is set to the tasks that
+  user has now plus the job's ``pids`` budget: a fork bomb is bounded, not confined per job.
+* Without bwrap: rlimits, scrubbed env, own session (+ the job uid when root); nothing stops
+  network access or reading world-readable files. Said at startup and in ``isolation``.
+
+Memory is ``RLIMIT_AS`` (set by the harness on the script); BLAS/OpenMP pools are pinned to
+one thread so their per-thread stacks and arenas do not eat the address space
+(``import pandas, numpy`` fits in 512 MB with room to spare).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal
+
+from runner_image import protocol
+from service.errors import EngineUnavailable, ExecutorError
+from service.executors.base import (
+    Executor,
+    ProducedFile,
+    Readiness,
+    RunRequest,
+    RunResult,
+    SkippedFile,
+)
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HARNESS_DIR = Path(__file__).resolve().parents[2] / "runner_image"
+HARNESS_FILES = ("harness.py", "protocol.py")
+BUILD_COMMAND = "python-coder build-runner --local"
+
+# Fixed paths inside the bwrap sandbox.
+SANDBOX_WORK = "/sandbox"
+SANDBOX_HOME = "/home/sandbox"
+SANDBOX_HARNESS = "/opt/python-coder"
+# /etc entries a data-science script may need; nothing secret.
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "alternatives",
+    "fonts",
+    "ssl",
+    "mime.types",
+    "hosts",
+    "nsswitch.conf",
+    "os-release",
+)
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# Per-job unprivileged uids (gateway as root). Far above normal and docker-remapped ranges.
+UID_BASE = 3_100_000
+UID_COUNT = 1000
+UID_LOCK_DIR = Path(tempfile.gettempdir()) / "python-coder-sandbox-uids"
+
+# The harness has its own timeout; ours fires only if it is wedged. Covers interpreter
+# start, writing inputs and sending artifacts back.
+OUTER_GRACE_S = 15.0
+HARNESS_STDERR_KEEP = 16 * 1024
+PROBE_TIMEOUT_S = 30.0
+
+Mode = Literal["bwrap", "none"]
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    python: Path  # the venv's interpreter, unresolved (a venv is found via its own path)
+    prefixes: tuple[Path, ...]  # directories to bind read-only so that interpreter works
+
+
+@dataclass(frozen=True)
+class Isolation:
+    bwrap: str | None  # path of a working bwrap, or None
+    as_root: bool
+    setpriv: str | None
+    prlimit: str | None
+    detail: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        labels = ["rlimits"]
+        if self.as_root:
+            labels.append("uid")
+        if self.bwrap:
+            if not self.as_root:
+                labels.append("userns")
+            labels += ["netns", "mountns", "pidns", "ipcns", "utsns"]
+        return tuple(labels)
+
+
+class SubprocessExecutor(Executor):
+    """Runs the harness as a local process; see the module docstring for the sandbox."""
+
+    name = "subprocess"
+
+    def __init__(self, settings: Settings, *, sandbox: Literal["auto", "none"] = "auto") -> None:
+        self.settings = settings
+        self._sandbox = sandbox
+        self._lock = threading.Lock()
+        self._isolation: Isolation | None = None
+        self._runner: RunnerInfo | None = None
+
+    # ------------------------------------------------------------------ discovery
+
+    @property
+    def runner_python(self) -> Path:
+        return Path(os.path.abspath(self.settings.local_runner_python))
+
+    def _missing_runner(self) -> str:
+        return (
+            f"local runner environment missing: {self.runner_python} does not exist; "
+            f"run `{BUILD_COMMAND}` (or set PYTHON_CODE_LOCAL_RUNNER_DIR to a venv)"
+        )
+
+    def isolation(self) -> Isolation:
+        """Detect what the host allows, once; logged the first time."""
+        with self._lock:
+            if self._isolation is None:
+                self._isolation = _detect_isolation(self._sandbox)
+                log.info(
+                    "subprocess engine isolation: %s (%s)",
+                    ",".join(self._isolation.labels),
+                    self._isolation.detail,
+                )
+            return self._isolation
+
+    def runner(self) -> RunnerInfo:
+        """Locate the runner interpreter and what must be visible for it to start."""
+        python = self.runner_python
+        if not python.exists():
+            raise EngineUnavailable(self._missing_runner())
+        with self._lock:
+            if self._runner is not None and self._runner.python == python:
+                return self._runner
+        try:
+            out = subprocess.run(
+                [str(python), "-I", "-c", _PREFIX_PROBE],
+                capture_output=True,
+                timeout=PROBE_TIMEOUT_S,
+                env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
+                check=True,
+            )
+            prefixes = [Path(p) for p in json.loads(out.stdout)]
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            raise EngineUnavailable(
+                f"local runner {python} does not start ({exc}); run `{BUILD_COMMAND}`"
+            ) from exc
+        # The venv itself by its unresolved path (pyvenv.cfg is found from there) and every
+        # prefix by its real path (the venv's python is a symlink into the base prefix).
+        iso = self.isolation()
+        if iso.as_root and not iso.bwrap:
+            _check_runs_unprivileged(python)
+        roots = {Path(os.path.abspath(python.parent.parent))}
+        roots.update(Path(os.path.realpath(p)) for p in prefixes)
+        info = RunnerInfo(python=python, prefixes=tuple(sorted(_outermost(roots))))
+        with self._lock:
+            self._runner = info
+        return info
+
+    def readiness(self) -> Readiness:
+        checks: dict[str, Any] = {"runner_python": str(self.runner_python)}
+        iso = self.isolation()
+        checks["isolation"] = list(iso.labels)
+        checks["isolation_detail"] = iso.detail
+        try:
+            runner = self.runner()
+        except EngineUnavailable as exc:
+            return Readiness(False, self.name, exc.message, checks)
+        checks["runner_prefixes"] = [str(p) for p in runner.prefixes]
+        if iso.as_root and not iso.setpriv and iso.bwrap:
+            return Readiness(False, self.name, "setpriv (util-linux) is missing", checks)
+        return Readiness(
+            True,
+            self.name,
+            f"local runner {runner.python}; isolation: {','.join(iso.labels)}",
+            checks,
+        )
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, request: RunRequest) -> RunResult:
+        started = time.monotonic()
+        runner = self.runner()
+        iso = self.isolation()
+        root = Path(os.path.abspath(self.settings.execution_dir))
+        root.mkdir(parents=True, exist_ok=True)
+        # RLIMIT_NPROC counts every task of the real uid: a job uid has none but the job's;
+        # an unprivileged gateway's own uid already has some.
+        pids = request.limits.pids
+        nproc = pids if iso.as_root else _tasks_of(os.getuid()) + pids
+        lease = _UidLease.acquire() if iso.as_root else None
+        uid = lease.uid if lease else None
+        job_dir: Path | None = None
+        try:
+            job_dir = Path(tempfile.mkdtemp(prefix=f"job-{_safe(request.job_id)}-", dir=root))
+            layout = _JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
+            argv, env, cwd = self._command(request, runner, iso, layout, uid, nproc)
+            result = self._supervise(request, argv, env, cwd, iso, layout, uid, nproc)
+        finally:
+            if uid is not None:
+                _kill_uid(uid)
+            if job_dir is not None:
+                _remove_tree(job_dir)
+            if lease is not None:
+                lease.release()
+        return _replace(result, wall_s=round(time.monotonic() - started, 6))
+
+    def _command(
+        self,
+        request: RunRequest,
+        runner: RunnerInfo,
+        iso: Isolation,
+        layout: _JobLayout,
+        uid: int | None,
+        nproc: int,
+    ) -> tuple[list[str], dict[str, str], str]:
+        limits = request.limits
+        prlimit = (
+            [
+                iso.prlimit,
+                f"--nproc={nproc}",
+                "--core=0",
+                f"--fsize={limits.fsize_bytes}",
+                f"--nofile={max(limits.nofile, 64)}",
+                "--",
+            ]
+            if iso.prlimit
+            else []
+        )
+        python = [str(runner.python), "-I", "-B"]
+        venv_bin = str(runner.python.parent)
+        if iso.bwrap:
+            home, tmp, work = SANDBOX_HOME, "/tmp", SANDBOX_WORK
+            harness = f"{SANDBOX_HARNESS}/harness.py"
+        else:
+            home, tmp, work = str(layout.home), str(layout.tmp), str(layout.work)
+            harness = str(HARNESS_DIR / "harness.py")
+        env = {
+            "PATH": f"{venv_bin}:{SYSTEM_PATH}",
+            "HOME": home,
+            "TMPDIR": tmp,
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+            # Every run is a cold process: pre-importing would only tax scripts that do not
+            # use pandas, and those that do pay the same either way.
+            "PYC_PREIMPORT": "",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "NUMEXPR_MAX_THREADS": "1",
+        }
+        inner = [*prlimit, *python, harness, work]
+        if not iso.bwrap:
+            return inner, env, work
+        drop: list[str] = []
+        if uid is not None and iso.setpriv:
+            drop = [
+                iso.setpriv,
+                f"--reuid={uid}",
+                f"--regid={uid}",
+                "--clear-groups",
+                "--no-new-privs",
+                "--bounding-set=-all",
+                "--inh-caps=-all",
+                "--",
+            ]
+        argv = [iso.bwrap, *_bwrap_args(runner, layout, as_root=iso.as_root), *drop, *inner]
+        return argv, env, "/"
+
+    def _supervise(
+        self,
+        request: RunRequest,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        iso: Isolation,
+        layout: _JobLayout,
+        uid: int | None,
+        nproc: int,
+    ) -> RunResult:
+        limits = request.limits
+        wire = limits.to_wire()
+        wire["nproc"] = nproc
+        header: dict[str, Any] = {
+            "code": request.code,
+            "files": [{"name": f.name, "size": f.size} for f in request.inputs],
+            "timeout_s": limits.timeout_s,
+            "limits": wire,
+        }
+        frame = protocol.encode_header(header)
+        plain_user = uid is None and not iso.bwrap
+        drop_to = uid if not iso.bwrap else None
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+                # Without bwrap the job uid is taken here (with bwrap, setpriv does it inside).
+                user=drop_to,
+                group=drop_to,
+                extra_groups=[] if drop_to is not None else None,
+            )
+        except OSError as exc:
+            raise ExecutorError(f"cannot start the local runner: {exc}") from exc
+        assert proc.stdin and proc.stdout and proc.stderr
+        reader = _ResultReader(proc.stdout, request)
+        tail = _Tail(proc.stderr)
+        writer = threading.Thread(
+            target=_send_request, args=(proc.stdin, frame, request), daemon=True
+        )
+        threads = [
+            threading.Thread(target=reader.run, daemon=True),
+            threading.Thread(target=tail.run, daemon=True),
+            writer,
+        ]
+        for t in threads:
+            t.start()
+        outer = limits.timeout_s + OUTER_GRACE_S
+        killed = False
+        try:
+            proc.wait(timeout=outer)
+        except subprocess.TimeoutExpired:
+            killed = True
+            log.warning(
+                "job %s: harness still running after %.0f s, killing", request.job_id, outer
+            )
+        finally:
+            _kill_group(proc.pid)
+            if plain_user:
+                _kill_marked(layout.home)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            for t in threads:
+                t.join(timeout=5)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+        isolation = iso.labels
+        if killed and reader.header is None:
+            return RunResult(
+                engine=self.name,
+                exit_code=None,
+                timed_out=True,
+                error=f"the sandbox did not finish within {outer:g} s and was killed",
+                isolation=isolation,
+            )
+        code = proc.returncode
+        if reader.header is None and code is not None and (code < 0 or code >= 128):
+            # Killed from inside (a script may signal the harness when no pidns protects it).
+            signum = -code if code < 0 else code - 128
+            return RunResult(
+                engine=self.name,
+                exit_code=None,
+                error=f"the sandbox was killed (signal {signum}) before it reported a result",
+                isolation=isolation,
+            )
+        if reader.header is None or reader.error is not None:
+            detail = reader.error or "no result"
+            raise ExecutorError(
+                f"local runner failed (exit {proc.returncode}): {detail}; "
+                f"harness stderr: {tail.text()[-2000:] or '(empty)'}"
+            )
+        h = reader.header
+        return RunResult(
+            engine=self.name,
+            stdout=str(h.get("stdout") or ""),
+            stderr=str(h.get("stderr") or ""),
+            stdout_truncated=bool(h.get("stdout_truncated")),
+            stderr_truncated=bool(h.get("stderr_truncated")),
+            exit_code=h.get("exit_code") if isinstance(h.get("exit_code"), int) else None,
+            timed_out=bool(h.get("timed_out")),
+            oom_killed=False,  # no cgroup OOM killer here; RLIMIT_AS gives MemoryError instead
+            duration_s=float(h.get("duration_s") or 0.0),
+            artifacts=tuple(reader.artifacts),
+            skipped=tuple(
+                SkippedFile(str(s.get("name")), int(s.get("size") or 0), str(s.get("reason")))
+                for s in h.get("skipped") or []
+                if isinstance(s, dict)
+            ),
+            isolation=isolation,
+            error=h.get("error") if isinstance(h.get("error"), str) else None,
+        )
+
+
+def _check_runs_unprivileged(python: Path) -> None:
+    """Without bwrap the job uid itself must be able to start the runner (not under /root)."""
+    lease = _UidLease.acquire()
+    try:
+        out = subprocess.run(
+            [str(python), "-I", "-c", "pass"],
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            env={"PATH": SYSTEM_PATH},
+            cwd="/",
+            user=lease.uid,
+            group=lease.uid,
+            extra_groups=[],
+        )
+        problem = out.stderr.decode("utf-8", "replace").strip()[-300:] if out.returncode else None
+    except (OSError, subprocess.SubprocessError) as exc:
+        problem = str(exc)
+    finally:
+        _kill_uid_quick(lease.uid)
+        lease.release()
+    if problem is not None:
+        raise EngineUnavailable(
+            f"local runner {python} cannot be started by the unprivileged sandbox uid "
+            f"({problem}); without bubblewrap the runner must live where other users can "
+            f"read it (not under /root): rebuild it with `{BUILD_COMMAND}` from a system "
+            f"Python, or install bubblewrap"
+        )
+
+
+_PREFIX_PROBE = (
+    "import json, sys; "
+    "print(json.dumps(sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})))"
+)
+
+
+# ---------------------------------------------------------------------- the job dir
+
+
+@dataclass(frozen=True)
+class _JobLayout:
+    """``work`` (the script's cwd, seen as /sandbox), ``home``, ``tmp`` and a tiny ``etc``."""
+
+    root: Path
+    work: Path
+    home: Path
+    tmp: Path
+    etc: Path
+
+    @classmethod
+    def create(cls, root: Path, uid: int | None, *, traversable: bool) -> _JobLayout:
+        os.chmod(root, 0o700)
+        layout = cls(root, root / "work", root / "home", root / "tmp", root / "etc")
+        for d in (layout.work, layout.home, layout.tmp):
+            d.mkdir(mode=0o700)
+            if uid is not None:
+                os.chown(d, uid, uid)
+        layout.etc.mkdir(mode=0o755)
+        shown = uid if uid is not None else os.getuid()
+        shown_gid = uid if uid is not None else os.getgid()
+        (layout.etc / "passwd").write_text(
+            f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+            f"sandbox:x:{shown}:{shown_gid}:sandbox:{SANDBOX_HOME}:/usr/sbin/nologin\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        )
+        (layout.etc / "group").write_text(f"root:x:0:\nsandbox:x:{shown_gid}:\n")
+        if uid is not None and traversable:
+            # The job uid must traverse to its dirs when no bwrap binds them for it.
+            os.chmod(root, 0o711)
+        return layout
+
+
+def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> list[str]:
+    args = [
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",  # the harness is PID 1: kill(-1) from it empties the namespace
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        target = Path("/") / link
+        if target.is_symlink():
+            args += ["--symlink", os.readlink(target), f"/{link}"]
+        elif target.is_dir():
+            args += ["--ro-bind", str(target), f"/{link}"]
+    if not as_root:
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for name in ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--ro-bind", str(layout.etc / "passwd"), "/etc/passwd"]
+    args += ["--ro-bind", str(layout.etc / "group"), "/etc/group"]
+    # The job's own dirs first: a runner prefix may live under /tmp and must stay visible.
+    made: set[str] = {"/", "/usr", "/etc", "/tmp"}
+    args += _parents(Path(SANDBOX_HOME), made)
+    args += ["--bind", str(layout.work), SANDBOX_WORK, "--bind", str(layout.home), SANDBOX_HOME]
+    args += ["--bind", str(layout.tmp), "/tmp"]
+    for prefix in runner.prefixes:
+        if _under(prefix, Path("/usr")):
+            continue
+        args += _parents(prefix, made)
+        args += ["--ro-bind", str(prefix), str(prefix)]
+    args += _parents(Path(SANDBOX_HARNESS) / "x", made)
+    for name in HARNESS_FILES:
+        args += ["--ro-bind", str(HARNESS_DIR / name), f"{SANDBOX_HARNESS}/{name}"]
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--chdir",
+        SANDBOX_WORK,
+    ]
+    return args
+
+
+def _parents(path: Path, made: set[str]) -> list[str]:
+    """``--dir`` for each missing ancestor with mode 0755 (bwrap would make them 0700)."""
+    args: list[str] = []
+    for parent in reversed(path.parents):
+        key = str(parent)
+        if key in made:
+            continue
+        made.add(key)
+        args += ["--perms", "0755", "--dir", key]
+    return args
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _outermost(paths: set[Path]) -> set[Path]:
+    return {p for p in paths if not any(q != p and _under(p, q) for q in paths)}
+
+
+def _safe(job_id: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)
+    return cleaned[:40] or "x"
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the job dir even if the script chmod-ed parts of it away."""
+
+    def fix(func: Any, failed: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            st = os.lstat(failed)
+            if stat.S_ISDIR(st.st_mode):
+                os.chmod(failed, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            func(failed)
+
+    for _ in range(3):
+        try:
+            shutil.rmtree(path, onerror=fix)
+        except OSError as exc:
+            log.warning("could not remove job dir %s: %s", path, exc)
+        if not path.exists():
+            return
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- talking to the harness
+
+
+def _send_request(stdin: IO[bytes], frame: bytes, request: RunRequest) -> None:
+    try:
+        stdin.write(frame)
+        for f in request.inputs:
+            with open(f.path, "rb") as src:
+                protocol.copy_exact(src.read, stdin.write, f.size)
+        stdin.flush()
+    except (OSError, ValueError, protocol.ProtocolError) as exc:
+        # The harness died or stopped reading; the exit status and its stderr say why.
+        log.debug("job %s: request not fully sent: %s", request.job_id, exc)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            stdin.close()
+
+
+class _ResultReader:
+    """Parses the result frame from the harness, streaming artifacts into ``output_dir``."""
+
+    def __init__(self, stdout: IO[bytes], request: RunRequest) -> None:
+        self._stdout = stdout
+        self._request = request
+        self.header: dict[str, Any] | None = None
+        self.artifacts: list[ProducedFile] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            header = protocol.read_header(self._stdout.read)
+            files = header.get("files") or []
+            if not isinstance(files, list):
+                raise protocol.ProtocolError("'files' is not a list")
+            self._receive(files)
+            self.header = header
+        except (protocol.ProtocolError, OSError, ValueError) as exc:
+            self.error = f"bad result frame: {exc}"
+            with contextlib.suppress(OSError, ValueError):
+                while self._stdout.read(1 << 16):
+                    pass  # keep draining so the harness never blocks on us
+
+    def _receive(self, files: list[Any]) -> None:
+        limits = self._request.limits
+        out_dir = Path(self._request.output_dir)
+        total = 0
+        if len(files) > limits.max_artifacts:
+            raise protocol.ProtocolError(f"{len(files)} artifacts exceed {limits.max_artifacts}")
+        for entry in files:
+            name, size = _artifact_entry(entry)
+            if size > limits.max_artifact_bytes:
+                raise protocol.ProtocolError(f"artifact {name!r} exceeds the per-file limit")
+            total += size
+            if total > limits.max_artifacts_total_bytes:
+                raise protocol.ProtocolError("artifacts exceed the total limit")
+            target = out_dir.joinpath(*PurePosixPath(name).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as dst:
+                protocol.copy_exact(self._stdout.read, dst.write, size)
+            self.artifacts.append(ProducedFile(name=name, size=size, path=target))
+
+
+def _artifact_entry(entry: Any) -> tuple[str, int]:
+    if not isinstance(entry, dict):
+        raise protocol.ProtocolError(f"bad artifact entry {entry!r}")
+    name, size = entry.get("name"), entry.get("size")
+    if not isinstance(size, int) or size < 0:
+        raise protocol.ProtocolError(f"bad artifact size in {entry!r}")
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise protocol.ProtocolError(f"bad artifact name {name!r}")
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise protocol.ProtocolError(f"artifact name {name!r} escapes the output dir")
+    return name, size
+
+
+class _Tail:
+    """Drains the harness's own stderr (diagnostics), keeping the last few KB."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._data = bytearray()
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := self._stream.read1(1 << 16):  # type: ignore[attr-defined]
+                self._data += chunk
+                del self._data[:-HARNESS_STDERR_KEEP]
+
+    def text(self) -> str:
+        return bytes(self._data).decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------- processes and uids
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _procs() -> list[int]:
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            return dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return {}
+
+
+def _tasks_of(uid: int) -> int:
+    """Tasks (threads) whose real uid is ``uid``: what ``RLIMIT_NPROC`` counts."""
+    count = 0
+    for pid in _procs():
+        status = _status(pid)
+        uids = status.get("Uid", "").split()
+        if uids and int(uids[0]) == uid:
+            count += int(status.get("Threads", "1").strip() or 1)
+    return count
+
+
+def pids_of_uid(uid: int) -> list[int]:
+    found = []
+    for pid in _procs():
+        uids = _status(pid).get("Uid", "").split()
+        if uids and int(uids[0]) == uid:
+            found.append(pid)
+    return found
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of a job uid: one kill(-1) as that uid, then a /proc sweep."""
+    if os.path.exists("/bin/kill"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["/bin/kill", "-KILL", "-1"],
+                user=uid,
+                group=uid,
+                extra_groups=[],
+                env={"PATH": SYSTEM_PATH},
+                cwd="/",
+                capture_output=True,
+                timeout=5,
+            )
+    for _ in range(50):
+        left = pids_of_uid(uid)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    log.error("processes of sandbox uid %d survive SIGKILL: %s", uid, pids_of_uid(uid))
+
+
+def _kill_marked(home: Path) -> None:
+    """Unprivileged, no bwrap: kill our processes whose initial env names this job's HOME."""
+    marker = f"HOME={home}".encode()
+    for _ in range(20):
+        hits = []
+        for pid in _procs():
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        hits.append(pid)
+            except OSError:
+                continue
+        if not hits:
+            return
+        for pid in hits:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+class _UidLease:
+    """A sandbox uid held exclusively (``flock``) by this job, across gateway processes."""
+
+    def __init__(self, uid: int, fd: int) -> None:
+        self.uid = uid
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls) -> _UidLease:
+        UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        start = random.randrange(UID_COUNT)
+        for i in range(UID_COUNT):
+            uid = UID_BASE + (start + i) % UID_COUNT
+            fd = os.open(UID_LOCK_DIR / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            _kill_uid_quick(uid)  # leftovers of a crashed gateway must not count against us
+            return cls(uid, fd)
+        raise EngineUnavailable(f"all {UID_COUNT} sandbox uids are in use")
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def _kill_uid_quick(uid: int) -> None:
+    if pids_of_uid(uid):
+        _kill_uid(uid)
+
+
+# ---------------------------------------------------------------------- detection
+
+
+def _detect_isolation(sandbox: str) -> Isolation:
+    as_root = os.geteuid() == 0
+    setpriv = shutil.which("setpriv", path=SYSTEM_PATH + ":/usr/sbin:/sbin")
+    prlimit = shutil.which("prlimit", path=SYSTEM_PATH + ":/usr/sbin:/sbin")
+    bwrap = shutil.which("bwrap", path=SYSTEM_PATH) if sandbox == "auto" else None
+    notes = []
+    if bwrap:
+        problem = _probe_bwrap(bwrap, as_root=as_root)
+        if problem:
+            notes.append(f"bwrap unusable: {problem}")
+            bwrap = None
+        elif as_root and not setpriv:
+            notes.append("bwrap works but setpriv is missing, so it would run as root")
+            bwrap = None
+    elif sandbox == "auto":
+        notes.append("bwrap not installed")
+    else:
+        notes.append("bwrap disabled")
+    if bwrap:
+        notes.append(f"bubblewrap at {bwrap}")
+    else:
+        notes.append("no namespaces: network and world-readable files are NOT isolated")
+    notes.append(
+        f"per-job uids {UID_BASE}+" if as_root else "unprivileged gateway: nproc shared by user"
+    )
+    if not prlimit:
+        notes.append("prlimit missing: rlimits only from the harness")
+    return Isolation(bwrap, as_root, setpriv, prlimit, "; ".join(notes))
+
+
+def _probe_bwrap(bwrap: str, *, as_root: bool) -> str | None:
+    """Start ``true`` in the namespaces we use; None when that works."""
+    args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if not as_root:
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+    args += ["--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64"):
+        target = Path("/") / link
+        if target.is_symlink():
+            args += ["--symlink", os.readlink(target), f"/{link}"]
+        elif target.is_dir():
+            args += ["--ro-bind", str(target), f"/{link}"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--", "true"]
+    try:
+        out = subprocess.run(args, capture_output=True, timeout=10, env={"PATH": SYSTEM_PATH})
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if out.returncode != 0:
+        return out.stderr.decode("utf-8", "replace").strip() or f"exit {out.returncode}"
+    return None
+
+
+def _replace(result: RunResult, **changes: Any) -> RunResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
