@@ -21,5 +21,8 @@ def serve(host: str | None = None, port: int | None = None, reload: bool = False
         port=port or settings.port,
         reload=reload,
         log_level=settings.log_level.lower(),
+        # On SIGTERM, requests get this long to finish; then the lifespan shutdown kills the
+        # runs still going (service/cleanup.py) so no sandbox outlives the gateway.
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
     )
     return 0
