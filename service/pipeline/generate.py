@@ -11,6 +11,7 @@ from importlib import resources
 
 from security.policy import StaticPolicy
 
+from service.errors import LLMError
 from service.executors.base import Executor, RunResult
 from service.llm.client import LLMClient, UsageMeter
 from service.llm.extract import final_json_line
@@ -118,7 +119,11 @@ async def run_generation(
             break
         repair_started = time.perf_counter()
         failure = runtime_issue(run)
-        fix = await repair_code(llm, meter, task, code, failure.message)
+        try:
+            fix = await repair_code(llm, meter, task, code, failure.message)
+        except LLMError as exc:  # the run happened: report it rather than the model's failure
+            job.warnings.append(f"no repair attempted: {exc.message}")
+            break
         blocking = [i for i in static_issues(fix.code, policy) if is_blocking(i)]
         iteration = len(history) + 1
         if blocking:  # the repair itself must pass the static policy; never run it otherwise

@@ -1,0 +1,97 @@
+"""``python-coder ask "query" --file data.csv``: print the code and the output, save artifacts.
+
+In-process by default (needs an LLM configured in the environment); ``--url`` asks a running
+gateway's ``/v1/generate`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from files.errors import IntakeError
+from service.errors import PythonCoderError
+from service.settings import get_settings
+
+
+def _print_response(body: dict[str, Any], saved: list[Path]) -> None:
+    out = sys.stdout
+    out.write("# --- code " + "-" * 60 + "\n")
+    out.write(body.get("code") or "(none)\n")
+    history = body.get("verification_history") or []
+    if history:
+        out.write("# --- verification " + "-" * 52 + "\n")
+        for round_ in history:
+            issues = round_.get("issues") or []
+            out.write(f"round {round_['iteration']}: {round_['action']} ({len(issues)} issues)\n")
+            for issue in issues:
+                out.write(f"  - [{issue.get('severity')}] {issue.get('message', '')[:200]}\n")
+    out.write("# --- output " + "-" * 58 + "\n")
+    out.write(body.get("output") or "(no output)\n")
+    if body.get("error"):
+        out.write("# --- error " + "-" * 59 + "\n" + str(body["error"]) + "\n")
+    for path in saved:
+        out.write(f"saved {path}\n")
+    out.write(f"success: {body.get('success')}\n")
+
+
+def _remote(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    base = args.url.rstrip("/")
+    data = {"query": args.query}
+    if args.context:
+        data["context"] = args.context
+    saved: list[Path] = []
+    with ExitStack() as stack, httpx.Client(timeout=None) as client:
+        files = [("files", (Path(f).name, stack.enter_context(open(f, "rb")))) for f in args.file]
+        response = client.post(f"{base}/v1/generate", data=data, files=files or None)
+        body: dict[str, Any] = response.json()
+        if response.status_code != 200:
+            raise SystemExit(
+                f"error {response.status_code}: {body.get('message')}\n"
+                + json.dumps(body.get("detail"), indent=1)[:4000]
+            )
+        for artifact in body.get("artifacts") or []:
+            target = out_dir / Path(artifact["name"]).name
+            target.write_bytes(client.get(base + artifact["url"]).content)
+            saved.append(target)
+    return body, saved
+
+
+def _local(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    from service.tool import artifact_dir, generate_locally
+
+    settings = get_settings()
+    response = asyncio.run(generate_locally(args.query, args.context, args.file, settings))
+    source = artifact_dir(settings, response)
+    saved = []
+    for artifact in response.artifacts:
+        target = out_dir / Path(artifact.name).name
+        shutil.copyfile(source / artifact.name, target)
+        saved.append(target)
+    return response.model_dump(mode="json"), saved
+
+
+def ask_command(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        body, saved = (_remote if args.url else _local)(args, out_dir)
+    except (PythonCoderError, IntakeError) as exc:
+        sys.stderr.write(f"error: {getattr(exc, 'message', None) or exc}\n")
+        detail = getattr(exc, "detail", None)
+        if detail:
+            sys.stderr.write(json.dumps(detail, indent=1, default=str)[:4000] + "\n")
+        return 2
+    except (FileNotFoundError, httpx.HTTPError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    _print_response(body, saved)
+    return 0 if body.get("success") else 1
