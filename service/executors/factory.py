@@ -7,8 +7,10 @@ local subprocess engine. The choice is logged in one line that says why.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -35,8 +37,13 @@ def ping_docker(timeout: float = PING_TIMEOUT_S) -> str:
         raise EngineUnavailable(f"docker SDK not installed: {exc}") from exc
     kwargs = docker.utils.kwargs_from_env()
     address = kwargs.get("base_url") or docker.constants.DEFAULT_UNIX_SOCKET
+    _connect(address, timeout)
     try:
-        client = docker.APIClient(**kwargs, timeout=timeout)
+        # An explicit (old) API version: the constructor then does not connect, so the
+        # client exists to be closed whatever happens, and any engine answers /version.
+        client = docker.APIClient(
+            **kwargs, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=timeout
+        )
     except (DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise EngineUnavailable(f"no Docker engine reachable at {address}: {exc}") from exc
     try:
@@ -46,6 +53,22 @@ def ping_docker(timeout: float = PING_TIMEOUT_S) -> str:
         raise EngineUnavailable(f"no Docker engine reachable at {address}: {exc}") from exc
     finally:
         client.close()
+
+
+def _connect(address: str, timeout: float) -> None:
+    """Can anything be reached at ``address``? Checked with a plain socket first because
+    docker-py leaks the socket of a failed connection (a ResourceWarning later)."""
+    parsed = urlsplit(address)
+    try:
+        if parsed.scheme in ("unix", "http+unix"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(parsed.path)
+        elif parsed.scheme in ("tcp", "http", "https") and parsed.hostname:
+            default = 2376 if parsed.scheme == "https" else 2375
+            socket.create_connection((parsed.hostname, parsed.port or default), timeout).close()
+    except OSError as exc:
+        raise EngineUnavailable(f"no Docker engine reachable at {address}: {exc}") from exc
 
 
 def make_executor(settings: Settings, engine: str | None = None) -> Executor:
