@@ -58,6 +58,7 @@ SEND_BASE_S = 30.0
 ASSUMED_BYTES_PER_S = 50 * 1024 * 1024
 MAX_DIAGNOSTICS = 64 * 1024
 PROTOCOL_LABEL = "io.python-coder.protocol"
+RUNNER_UID = 10001
 CONTAINER_ENV_PREIMPORT = "numpy,pandas"
 
 _STREAM_HEADER = struct.Struct(">BxxxI")
@@ -239,13 +240,16 @@ class DockerExecutor(Executor):
 
     def _host_config(self, request: RunRequest) -> dict[str, Any]:
         limits = request.limits
-        mount = "rw,nosuid,nodev,noexec,mode=1777"
+        mount = "rw,nosuid,nodev,noexec"
+        # Docker copies the image's directory mode onto a tmpfs but not its owner, so the
+        # owner is set here: the work dir does not depend on how the image made /work.
+        work = f"{mount},uid={RUNNER_UID},gid={RUNNER_UID},size={limits.workdir_bytes}"
         return self.client.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             read_only=True,
-            tmpfs={"/work": f"{mount},size={limits.workdir_bytes}", "/tmp": f"{mount},size=64m"},
+            tmpfs={"/work": work, "/tmp": f"{mount},mode=1777,size=64m"},
             pids_limit=limits.pids,
             mem_limit=limits.memory_bytes,
             memswap_limit=limits.memory_bytes,
@@ -289,7 +293,7 @@ class DockerExecutor(Executor):
                 created = self.client.create_container(
                     self.image,
                     name=name,
-                    user="10001:10001",
+                    user=f"{RUNNER_UID}:{RUNNER_UID}",
                     working_dir="/work",
                     stdin_open=True,
                     tty=False,
@@ -404,9 +408,13 @@ class DockerExecutor(Executor):
         if problem is not None:
             raise ExecutorError(f"runner result unreadable: {problem}")
         result = _result_from_header(header, self.name, produced, self.isolation)
-        signum = header.get("signal")
-        if oom or (signum == 9 and not result.timed_out):
-            result = self._oom_result(request, result)
+        # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
+        # the container, also when only the forked script died and the harness (PID 1)
+        # answered: that flag is the authority, the harness's SIGKILL report only a hint.
+        if oom:
+            return self._oom_result(request, result)
+        if header.get("signal") == 9 and not result.timed_out:
+            result = replace(result, error="killed (SIGKILL); the engine reported no OOM kill")
         return result
 
     def _oom_result(self, request: RunRequest, result: RunResult) -> RunResult:
@@ -496,6 +504,20 @@ class DockerExecutor(Executor):
             self.client.remove_container(container_id, force=True, v=True)
         except NotFound:
             pass
+        except APIError as exc:
+            if exc.status_code != 409 or "in progress" not in str(exc):
+                log.error("could not remove container %s: %s", container_id[:12], exc)
+                return
+            # Someone else (an orphan sweep) is removing it: wait until it is really gone.
+            give_up = time.monotonic() + GRACE_S
+            while time.monotonic() < give_up:
+                try:
+                    self.client.inspect_container(container_id)
+                except NotFound:
+                    return
+                except (DockerException, requests.exceptions.RequestException):
+                    return
+                time.sleep(0.1)
         except (DockerException, requests.exceptions.RequestException) as exc:
             # Leave it to remove_orphans() at the next start rather than mask the result.
             log.error("could not remove container %s: %s", container_id[:12], exc)
@@ -565,15 +587,31 @@ def _result_from_header(
     )
 
 
-def remove_orphans(client: docker.APIClient) -> list[str]:
-    """Remove every container carrying our label (left by a crash); returns their names."""
+def remove_orphans(
+    client: docker.APIClient,
+    only: dict[str, str] | None = None,
+    live_for_s: float = 900.0,
+) -> list[str]:
+    """Remove containers carrying our label that no run can still own; returns their names.
+
+    Stopped ones always go. A created or running one goes only when older than
+    ``live_for_s`` (longer than any run may take), so a gateway that starts beside another one
+    on the same engine, or a test suite beside another, does not kill runs in flight. A crashed
+    gateway's runs stop by themselves: the harness ends when its stdin closes or its timeout
+    hits. ``only`` narrows the selection to containers that also carry these labels.
+    """
     removed: list[str] = []
+    selectors = [CONTAINER_LABEL] + [f"{k}={v}" for k, v in (only or {}).items()]
     try:
-        containers = client.containers(all=True, filters={"label": CONTAINER_LABEL})
+        containers = client.containers(all=True, filters={"label": selectors})
     except (DockerException, requests.exceptions.RequestException) as exc:
         raise EngineUnavailable(f"cannot list containers: {exc}") from exc
+    now = time.time()
     for c in containers:
         names: list[str] = c.get("Names") or [c["Id"][:12]]
+        live = c.get("State") in ("created", "running", "paused", "restarting")
+        if live and now - float(c.get("Created") or 0) < live_for_s:
+            continue
         try:
             client.remove_container(c["Id"], force=True, v=True)
         except NotFound:

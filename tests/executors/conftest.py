@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,8 @@ from service.executors.base import InputFile, RunLimits, RunRequest
 
 
 class MakeRequest(Protocol):
+    job_ids: list[str]  # every job id handed out, for leak checks
+
     def __call__(
         self, code: str, files: dict[str, bytes] | None = None, **limits: Any
     ) -> RunRequest: ...
@@ -28,6 +31,8 @@ def make_request(tmp_path: Path) -> MakeRequest:
     ``RunLimits`` fields (default timeout 20 s, so a hanging test fails fast).
     """
     counter = itertools.count()
+    token = uuid.uuid4().hex[:8]
+    job_ids: list[str] = []
 
     def build(code: str, files: dict[str, bytes] | None = None, **limits: Any) -> RunRequest:
         n = next(counter)
@@ -41,15 +46,17 @@ def make_request(tmp_path: Path) -> MakeRequest:
         output_dir = tmp_path / f"out-{n}"
         output_dir.mkdir()
         limits.setdefault("timeout_s", 20.0)
+        job_ids.append(f"t{token}-{n}")
         return RunRequest(
-            job_id=f"test{n:04d}-{tmp_path.name[-8:]}",
+            job_id=job_ids[-1],
             code=code,
             inputs=tuple(inputs),
             output_dir=output_dir,
             limits=replace(RunLimits(), **limits),
         )
 
-    return build
+    build.job_ids = job_ids  # type: ignore[attr-defined]
+    return build  # type: ignore[return-value]
 
 
 @pytest.fixture

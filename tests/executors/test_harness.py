@@ -246,7 +246,7 @@ def test_non_utf8_output_is_replaced(workdir: Path) -> None:
         ({"max_artifacts_total_bytes": 2500}, ["a.bin", "b.bin"], "total artifact limit of 2500"),
     ],
 )
-def test_artifact_caps(workdir: Path, limits: dict[str, int], kept: list[str], reason: str) -> None:
+def test_artifact_caps(workdir: Path, limits: dict[str, Any], kept: list[str], reason: str) -> None:
     code = "for n, size in (('a', 1000), ('b', 1000), ('c', 2000)):\n    open(n + '.bin', 'wb').write(b'z' * size)"
     out = run_harness(workdir, code, **limits)
     assert sorted(out.files) == kept
