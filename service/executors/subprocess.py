@@ -131,9 +131,18 @@ class SubprocessExecutor(Executor):
 
     name = "subprocess"
 
-    def __init__(self, settings: Settings, *, sandbox: Literal["auto", "none"] = "auto") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sandbox: Literal["auto", "none"] = "auto",
+        outer_grace_s: float = OUTER_GRACE_S,
+    ) -> None:
+        """``sandbox="none"`` skips bubblewrap even where it works (tests, debugging);
+        ``outer_grace_s`` is the backstop's slack over the script timeout."""
         self.settings = settings
         self._sandbox = sandbox
+        self._outer_grace_s = outer_grace_s
         self._lock = threading.Lock()
         self._isolation: Isolation | None = None
         self._runner: RunnerInfo | None = None
@@ -359,7 +368,7 @@ class SubprocessExecutor(Executor):
         ]
         for t in threads:
             t.start()
-        outer = limits.timeout_s + OUTER_GRACE_S
+        outer = limits.timeout_s + self._outer_grace_s
         killed = False
         try:
             proc.wait(timeout=outer)
@@ -467,19 +476,21 @@ _PREFIX_PROBE = (
 
 @dataclass(frozen=True)
 class _JobLayout:
-    """``work`` (the script's cwd, seen as /sandbox), ``home``, ``tmp`` and a tiny ``etc``."""
+    """``work`` (the script's cwd, seen as /sandbox), ``home``, ``tmp``, ``shm`` (the
+    sandbox's /dev/shm, for multiprocessing's semaphores) and a tiny ``etc``."""
 
     root: Path
     work: Path
     home: Path
     tmp: Path
+    shm: Path
     etc: Path
 
     @classmethod
     def create(cls, root: Path, uid: int | None, *, traversable: bool) -> _JobLayout:
         os.chmod(root, 0o700)
-        layout = cls(root, root / "work", root / "home", root / "tmp", root / "etc")
-        for d in (layout.work, layout.home, layout.tmp):
+        layout = cls(root, *(root / d for d in ("work", "home", "tmp", "shm", "etc")))
+        for d in (layout.work, layout.home, layout.tmp, layout.shm):
             d.mkdir(mode=0o700)
             if uid is not None:
                 os.chown(d, uid, uid)
@@ -545,6 +556,9 @@ def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> lis
         "/proc",
         "--dev",
         "/dev",
+        "--bind",
+        str(layout.shm),
+        "/dev/shm",
         "--chdir",
         SANDBOX_WORK,
     ]

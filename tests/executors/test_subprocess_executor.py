@@ -443,6 +443,33 @@ def test_without_bwrap_rlimits_and_uid_still_contain_a_fork_bomb(plain_runs: Run
     assert sandbox_processes(plain_runs.tmp / "exec", job_uid(result)) == []
 
 
+def test_backstop_kills_a_harness_the_script_stopped(shared_tmp: Path, system_venv: Path) -> None:
+    """Without a pid namespace the script can SIGSTOP its harness (same uid): the outer
+    deadline still ends the run and every process of the job goes."""
+    tmp = shared_tmp / uuid.uuid4().hex
+    tmp.mkdir(mode=0o711)
+    tmp.chmod(0o711)
+    for runs in make_runs(tmp, system_venv, sandbox="none", outer_grace_s=2.0):
+        code = "import os, signal, time\nos.kill(os.getppid(), signal.SIGSTOP)\ntime.sleep(60)\n"
+        result = runs.run(code, timeout_s=1.0)
+        assert result.timed_out
+        assert result.error is not None and "was killed" in result.error
+        assert 3.0 <= result.wall_s < 10
+        # make_runs then checks that no process is left with its cwd in a job dir.
+
+
+def test_multiprocessing_works_in_the_sandbox(runs: Runs) -> None:
+    code = (
+        "import multiprocessing as mp\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.Pool(2) as pool:\n"
+        "        print(pool.map(abs, [-1, -2, -3]))\n"
+    )
+    result = runs.run(code)
+    assert result.success, result.stderr
+    assert result.stdout == "[1, 2, 3]\n"
+
+
 def test_without_bwrap_a_runner_under_root_is_refused(tmp_path: Path) -> None:
     dev = Path(sys.prefix)
     if not IS_ROOT or not str(Path(sys.base_prefix).resolve()).startswith("/root/"):
