@@ -1,0 +1,262 @@
+"""``python-coder run SCRIPT.py --file ...``: one script, locally or through a gateway.
+
+Locally it goes through the same pipeline steps as ``POST /v1/execute`` (intake, static
+policy, the executor factory); with ``--url`` it posts to a running gateway. Either way the
+script's stdout/stderr are printed, produced files are saved into ``--out``, a spinner with
+the elapsed time shows while it runs, and the exit code is the script's own (124 when it
+timed out, 137 when it was killed for memory, 2 when it never ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from service.models import ExecutionResponse
+
+EXIT_TIMEOUT = 124
+EXIT_OOM = 137
+EXIT_NOT_RUN = 2
+CHUNK = 1024 * 1024
+
+err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def spinner(what: str, console: Console = err) -> Iterator[None]:
+    """A spinner with the elapsed seconds on a terminal; silent when stderr is not one."""
+    if not console.is_terminal:
+        yield
+        return
+    started = time.monotonic()
+    stop = threading.Event()
+    with console.status(f"{what} 0.0s", spinner="dots") as status:
+
+        def tick() -> None:
+            while not stop.wait(0.1):
+                status.update(f"{what} {time.monotonic() - started:.1f}s")
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
+
+
+def exit_code_of(result: ExecutionResponse) -> int:
+    if result.timed_out:
+        return EXIT_TIMEOUT
+    if result.oom_killed:
+        return EXIT_OOM
+    if result.exit_code is None:
+        return 1
+    return result.exit_code
+
+
+def report(result: ExecutionResponse, saved: list[Path]) -> int:
+    """Print what the script wrote and a one-line summary; return the exit code."""
+    if result.output:
+        sys.stdout.write(result.output)
+        if not result.output.endswith("\n"):
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+    if result.error:
+        sys.stderr.write(result.error if result.error.endswith("\n") else result.error + "\n")
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    code = exit_code_of(result)
+    state = "timed out" if result.timed_out else "killed (memory)" if result.oom_killed else None
+    summary = state or f"exit {result.exit_code}"
+    err.print(
+        f"[dim]{summary} in {result.execution_time:.2f}s on {result.engine}"
+        + (f"; saved {', '.join(str(p) for p in saved)}" if saved else "")
+        + "[/]"
+    )
+    return code
+
+
+def safe_target(out_dir: Path, name: str) -> Path:
+    """Where artifact ``name`` goes under ``out_dir``; never outside it."""
+    target = (out_dir / name).resolve()
+    if not target.is_relative_to(out_dir.resolve()):
+        raise ValueError(f"refusing artifact name {name!r}")
+    return target
+
+
+# --- through a gateway -----------------------------------------------------------------------
+
+
+def run_remote(
+    url: str,
+    code: str,
+    files: list[Path],
+    out_dir: Path,
+    engine: str | None,
+    timeout_s: float | None,
+) -> tuple[ExecutionResponse, list[Path]]:
+    import httpx
+
+    base = url.rstrip("/")
+    data: dict[str, str] = {"code": code}
+    if engine:
+        data["engine"] = engine
+    if timeout_s:
+        data["timeout_s"] = str(timeout_s)
+    wait = (timeout_s or 600) + 60
+    with ExitStack() as stack, httpx.Client(timeout=httpx.Timeout(30, read=wait)) as client:
+        parts = [("files", (path.name, stack.enter_context(path.open("rb")))) for path in files]
+        with spinner(f"running {len(files)} file(s) on {base}"):
+            response = client.post(base + "/v1/execute", data=data, files=parts or None)
+        if response.status_code >= 400:
+            raise GatewayError(response.status_code, describe_error(response))
+        result = ExecutionResponse.model_validate(response.json())
+        saved: list[Path] = []
+        for artifact in result.artifacts:
+            target = safe_target(out_dir, artifact.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with client.stream("GET", base + artifact.url) as download:
+                download.raise_for_status()
+                with target.open("wb") as fh:
+                    for chunk in download.iter_bytes(CHUNK):
+                        fh.write(chunk)
+            saved.append(target)
+    return result, saved
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def describe_error(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:500]}"
+    message = body.get("message") or body.get("detail") or body
+    detail = body.get("detail")
+    lines = [f"HTTP {response.status_code}: {message}"]
+    if isinstance(detail, dict):
+        for finding in detail.get("findings", []):
+            lines.append(
+                f"  line {finding.get('line')}: {finding.get('message')} [{finding.get('rule_id')}]"
+            )
+    return "\n".join(lines)
+
+
+# --- locally, through the pipeline -----------------------------------------------------------
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def run_local(
+    code: str, files: list[Path], out_dir: Path, engine: str | None, timeout_s: float | None
+) -> tuple[ExecutionResponse, list[Path]]:
+    import anyio
+
+    from security.policy import StaticPolicy
+    from service.executors.factory import make_executor
+    from service.pipeline.execute import run_execution
+    from service.pipeline.jobs import Upload, intake_uploads, open_job
+    from service.settings import get_settings
+
+    settings = get_settings()
+    executor = make_executor(settings, engine)
+
+    async def pipeline() -> tuple[ExecutionResponse, list[Path]]:
+        async with open_job(settings) as job:
+            uploads = [Upload(filename=p.name, chunks=_chunks(p)) for p in files]
+            await intake_uploads(job, uploads, settings)
+            with spinner(f"running on {executor.name}"):
+                result = await run_execution(
+                    job,
+                    code,
+                    executor=executor,
+                    settings=settings,
+                    policy=StaticPolicy(),
+                    timeout_s=timeout_s,
+                    caller="cli",
+                )
+            saved: list[Path] = []
+            for artifact in result.artifacts:
+                target = safe_target(out_dir, artifact.name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(job.output_dir / artifact.name, target)
+                saved.append(target)
+            # The CLI hands the files over right away: nothing to keep for a retention period.
+            shutil.rmtree(job.output_dir, ignore_errors=True)
+            return result, saved
+
+    try:
+        return anyio.run(pipeline)
+    finally:
+        executor.close()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from files.errors import IntakeError
+    from service.errors import PythonCoderError
+
+    script = Path(args.script)
+    files = [Path(f) for f in args.file]
+    for path in [script, *files]:
+        if not path.is_file():
+            err.print(f"[red]error:[/] no such file: {path}")
+            return EXIT_NOT_RUN
+    code = script.read_text(encoding="utf-8")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.url:
+            result, saved = run_remote(args.url, code, files, out_dir, args.engine, args.timeout)
+        else:
+            result, saved = run_local(code, files, out_dir, args.engine, args.timeout)
+    except GatewayError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return EXIT_NOT_RUN
+    except (PythonCoderError, IntakeError) as exc:
+        sys.stderr.write(f"error: {_service_error_text(exc)}\n")
+        return EXIT_NOT_RUN
+    except Exception as exc:
+        if _is_http_error(exc):
+            sys.stderr.write(f"error: cannot reach {args.url}: {exc}\n")
+            return EXIT_NOT_RUN
+        raise
+    return report(result, saved)
+
+
+def _service_error_text(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    detail = getattr(exc, "detail", None)
+    lines = [str(message)]
+    if isinstance(detail, dict):
+        for finding in detail.get("findings", []):
+            lines.append(
+                f"  line {finding.get('line')}: {finding.get('message')} [{finding.get('rule_id')}]"
+            )
+    return "\n".join(lines)
+
+
+def _is_http_error(exc: Exception) -> bool:
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        return False
+    return isinstance(exc, httpx.HTTPError)

@@ -1,0 +1,132 @@
+"""A gateway killed mid-run leaves a runner container; the next start removes it.
+
+And a gateway stopped with SIGTERM while a script runs kills that script's container itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from service.executors.base import CONTAINER_LABEL
+from service.settings import get_settings
+from tests.deploy.gateway import GatewayProcess
+
+pytestmark = pytest.mark.docker
+
+LONG_SCRIPT = "import time\nprint('started', flush=True)\ntime.sleep(120)\n"
+
+
+@pytest.fixture
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=30)
+    yield client
+    client.close()
+
+
+def gateway_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PYTHON_CODE_ENGINE": "docker",
+        "PYTHON_CODE_IMAGE": get_settings().image,
+        "PYTHON_CODE_EXECUTION_DIR": str(tmp_path / "exec"),
+        "PYTHON_CODE_LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+def ours(client: docker.DockerClient) -> dict[str, str]:
+    """id -> status of every container (any state) carrying our label."""
+    return {
+        c.id: c.status for c in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+    }
+
+
+def start_long_run(gateway: GatewayProcess) -> threading.Thread:
+    """POST a long script from a thread; the call dies with the gateway, which is expected."""
+
+    def call() -> None:
+        try:
+            httpx.post(
+                gateway.url + "/v1/execute",
+                data={"code": LONG_SCRIPT, "timeout_s": "300"},
+                timeout=200,
+            )
+        except httpx.HTTPError:
+            pass
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for_new_container(
+    client: docker.DockerClient, before: dict[str, str], timeout_s: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = {i for i, s in ours(client).items() if s == "running"} - set(before)
+        if running:
+            return running.pop()
+        time.sleep(0.2)
+    raise AssertionError("no runner container started for the long script")
+
+
+def test_restart_removes_the_orphan_of_a_killed_gateway(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
+    env = gateway_env(tmp_path)
+    gateway = GatewayProcess(env, tmp_path / "gateway.log")
+    before = ours(engine)
+    try:
+        gateway.start()
+        caller = start_long_run(gateway)
+        orphan = wait_for_new_container(engine, before)
+        gateway.kill()
+        caller.join(10)
+        # The crash left the container behind, still running the script.
+        assert engine.containers.get(orphan).status == "running"
+        assert any((tmp_path / "exec" / "jobs").iterdir()), "the crash left its job dir too"
+
+        restarted = GatewayProcess(env, tmp_path / "gateway.log", port=gateway.port)
+        gateway = restarted
+        restarted.start()
+        with pytest.raises(docker.errors.NotFound):
+            engine.containers.get(orphan)
+        assert list((tmp_path / "exec" / "jobs").iterdir()) == []
+        logs = restarted.logs()
+        assert "removed orphan runner containers" in logs, logs[-2000:]
+        assert restarted.terminate(30) == 0
+    finally:
+        gateway.stop()
+    assert set(ours(engine)) <= set(before)
+
+
+def test_sigterm_kills_a_run_that_outlives_the_grace_period(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
+    gateway = GatewayProcess(
+        gateway_env(tmp_path, PYTHON_CODE_SHUTDOWN_GRACE_S="1"), tmp_path / "gateway.log"
+    )
+    before = ours(engine)
+    try:
+        gateway.start()
+        caller = start_long_run(gateway)
+        container = wait_for_new_container(engine, before)
+        started = time.monotonic()
+        code = gateway.terminate(60)
+        stopped_in = time.monotonic() - started
+        caller.join(10)
+        assert code == 0, gateway.logs()[-3000:]
+        assert stopped_in < 30, f"shutdown took {stopped_in:.1f}s"
+        with pytest.raises(docker.errors.NotFound):
+            engine.containers.get(container)
+        assert "grace period over" in gateway.logs()
+    finally:
+        gateway.stop()
+    assert set(ours(engine)) <= set(before)
