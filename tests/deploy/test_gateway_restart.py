@@ -5,6 +5,7 @@ And a gateway stopped with SIGTERM while a script runs kills that script's conta
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -51,14 +52,12 @@ def start_long_run(gateway: GatewayProcess) -> threading.Thread:
     """POST a long script from a thread; the call dies with the gateway, which is expected."""
 
     def call() -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             httpx.post(
                 gateway.url + "/v1/execute",
                 data={"code": LONG_SCRIPT, "timeout_s": "300"},
                 timeout=200,
             )
-        except httpx.HTTPError:
-            pass
 
     thread = threading.Thread(target=call, daemon=True)
     thread.start()
