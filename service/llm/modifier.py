@@ -53,7 +53,12 @@ def parse_modification(answer: str, previous_code: str) -> Modification | None:
             return Modification(extract_code(answer), ("rewrote the script",), ())
         return None
     code = value.get("code")
-    code = extract_code(code) if isinstance(code, str) and code.strip() else previous_code
+    if not isinstance(code, str) or not code.strip():
+        code = previous_code
+    elif "```" in code:  # some models fence the code inside the JSON string too
+        code = extract_code(code)
+    elif not code.endswith("\n"):
+        code += "\n"
     changes = value.get("changes") or []
     overrides = value.get("overrides") or []
     if not isinstance(changes, list) or not isinstance(overrides, list):

@@ -10,8 +10,9 @@ change list and possibly overrides ("this is a false positive, because ...").
   recorded with ``accepted=False``; the finding stays blocking.
 * Terminal: the cap (``max_iterations`` modifications) is reached, or the model returns the
   same code without a new accepted override (it is stuck). Then the code runs only if
-  ``allow_partial_execution`` is on and every remaining issue is minor and soft; otherwise
-  ``VerificationFailed`` carries the remaining issues and the history.
+  ``allow_partial_execution`` is on and every remaining issue is minor and soft (minor static
+  findings never block, as in ``/v1/execute``); otherwise ``VerificationFailed`` carries the
+  remaining issues and the history.
 
 Model time is metered separately, so each round's own overhead (policy, prompt building,
 parsing) is known: ``LoopOutcome.overhead_s``.
@@ -221,6 +222,10 @@ async def verify_and_modify(
         blocking = [i for i in issues if is_blocking(i)]
         final = iteration > settings.max_iterations or stuck_reason is not None
 
+        if final:
+            # Minor static findings never block a run (the policy's own rule, as in /execute);
+            # the model was asked about them while rounds remained.
+            blocking = [i for i in blocking if not (i.source == "policy" and i.severity == "minor")]
         if not blocking or final:
             partial = bool(blocking) and settings.allow_partial_execution and partial_ok(blocking)
             action: Action = "approved" if not blocking else "partial" if partial else "rejected"

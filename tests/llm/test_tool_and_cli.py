@@ -134,3 +134,49 @@ def test_cli_ask_without_llm_says_what_to_set(
         get_settings.cache_clear()
     assert "PYTHON_CODE_LLM_BASE_URL" in capsys.readouterr().err
     assert sys.stdout  # nothing else to check: no traceback, exit code 2
+
+
+def test_cli_ask_against_a_running_gateway(
+    settings: Settings,
+    llm_server: ScriptedOpenAI,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.api.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        llm_server.push(fenced(PLOT_CODE), approve())
+        out = tmp_path / "out"
+        args = argparse.Namespace(
+            query="average salary",
+            file=[str(employees_csv(tmp_path / "employees.csv"))],
+            context="salaries are yearly",
+            out=str(out),
+            url=f"http://127.0.0.1:{port}",
+        )
+        assert ask_command(args) == 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    printed = capsys.readouterr().out
+    assert '"IT": 100000.0' in printed
+    assert (out / "summary.csv").read_text().startswith("department,salary")
+    assert "salaries are yearly" in llm_server.prompts()[0]

@@ -219,3 +219,34 @@ async def test_overhead_is_measured_without_model_time(
     assert out.model_s > 0 and all(0 <= o < 0.5 for o in out.overhead_s)
     timings = out.timings()
     assert timings["verify_loop_overhead"] == pytest.approx(sum(out.overhead_s))
+
+
+SCHED = "import json\nimport sched\nprint(json.dumps({'ok': sched.__name__}))\n"
+
+
+async def test_soft_policy_finding_overridden_with_reason(
+    llm_server: ScriptedOpenAI, llm: LLMClient, make_settings: Callable[..., Settings]
+) -> None:
+    (finding,) = static_issues(SCHED, POLICY)
+    assert finding.rule_id == "import-not-allowlisted" and finding.overridable
+    reason = "sched is a pure-Python standard-library scheduler"
+    llm_server.push(
+        approve(),
+        modification(SCHED, overrides=[{"rule_id": "import-not-allowlisted", "reason": reason}]),
+    )
+    out = await run_loop(SCHED, llm, make_settings())
+    assert [r.action for r in out.history] == ["modified", "approved"]
+    (override,) = out.history[0].overrides
+    assert override.accepted and override.reason == reason
+    assert override.issue.rule_id == "import-not-allowlisted"
+    assert out.history[1].issues == []
+
+
+async def test_minor_static_finding_never_blocks_at_the_cap(
+    llm_server: ScriptedOpenAI, llm: LLMClient, make_settings: Callable[..., Settings]
+) -> None:
+    llm_server.push(approve(), modification(SCHED + "# kept\n", "kept sched"), approve())
+    out = await run_loop(SCHED, llm, make_settings(max_iterations=1))
+    assert [r.action for r in out.history] == ["modified", "approved"]
+    assert [i.rule_id for i in out.history[1].issues] == ["import-not-allowlisted"]
+    assert not out.partial
