@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from security.policy import StaticPolicy
 
+from security.policy import StaticPolicy
 from service.errors import VerificationFailed
 from service.llm.client import LLMClient, UsageMeter, build_llm
 from service.llm.prompts import Task
