@@ -20,15 +20,15 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from service.executors.base import CONTAINER_LABEL
-from service.observability import CLEANUP_REMOVED, active_runs, wait_for_idle
+from service.executors.base import CONTAINER_LABEL, JOB_LABEL
+from service.observability import CLEANUP_REMOVED, active_jobs, active_runs, wait_for_idle
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,41 +71,55 @@ def _docker_client(timeout: int = 10) -> Any | None:
         return None
 
 
-def remove_our_containers(client: Any) -> list[str]:
-    """Force-remove every container (any state) carrying our label; returns their names.
-
-    Uses the docker executor's ``remove_orphans`` when it exists, so there is one definition
-    of "ours"; falls back to the label filter otherwise.
-    """
-    remove_orphans: Callable[[Any], list[str]] | None = None
+def _remove_orphans_fn() -> Callable[..., list[str]] | None:
     try:
         from service.executors import docker as docker_executor
-
-        remove_orphans = getattr(docker_executor, "remove_orphans", None)
     except ImportError:
-        pass
-    if remove_orphans is not None:
-        # The executor works with the low-level API client.
-        return list(remove_orphans(getattr(client, "api", client)))
-    removed: list[str] = []
-    for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
-        with contextlib.suppress(Exception):  # gone meanwhile (auto-removed) is fine
-            container.remove(force=True)
-            removed.append(container.name)
+        return None
+    return getattr(docker_executor, "remove_orphans", None)
+
+
+def remove_our_containers(client: Any, job_ids: Iterable[str] | None = None) -> list[str]:
+    """Remove containers carrying our label; returns their names.
+
+    Without ``job_ids`` (startup): what no run can still own, by the docker executor's rule
+    (stopped ones, and live ones older than any run may take), so a neighbour gateway's runs
+    survive. With ``job_ids`` (shutdown): exactly those jobs' containers, running or not.
+    """
+    remove_orphans = _remove_orphans_fn()
+    api = getattr(client, "api", client)  # the executor works with the low-level client
+    if job_ids is None:
+        if remove_orphans is not None:
+            return list(remove_orphans(api))
+        selectors = [[CONTAINER_LABEL]]
+    else:
+        selectors = [[CONTAINER_LABEL, f"{JOB_LABEL}={job}"] for job in job_ids]
+        if remove_orphans is not None:
+            removed: list[str] = []
+            for job in job_ids:
+                removed += remove_orphans(api, only={JOB_LABEL: job}, live_for_s=0)
+            return removed
+    removed = []
+    for labels in selectors:
+        for container in api.containers(all=True, filters={"label": labels}):
+            with contextlib.suppress(Exception):  # gone meanwhile is fine
+                api.remove_container(container["Id"], force=True, v=True)
+                removed.append((container.get("Names") or [container["Id"][:12]])[0].lstrip("/"))
     return removed
 
 
-def cleanup_containers(report: CleanupReport) -> None:
+def cleanup_containers(report: CleanupReport, job_ids: Iterable[str] | None = None) -> None:
     client = _docker_client()
     if client is None:
         return
     try:
-        report.containers.extend(remove_our_containers(client))
+        found = remove_our_containers(client, job_ids)
+        report.containers.extend(found)
+        CLEANUP_REMOVED.labels(kind="container").inc(len(found))
     except Exception as exc:
         report.errors.append(f"containers: {exc}")
     finally:
         client.close()
-    CLEANUP_REMOVED.labels(kind="container").inc(len(report.containers))
 
 
 # --- directories -----------------------------------------------------------------------------
@@ -184,6 +198,11 @@ def startup_cleanup_sync(settings: Settings) -> CleanupReport:
     """Before serving: no job runs yet, so every container of ours and scratch dir is stale."""
     report = sweep_expired(settings)
     jobs, _ = _dirs(settings)
+    # A scratch dir still here belongs to a job of a gateway that died with it running: its
+    # container (labelled with the job id) is ours for sure, whatever its state or age.
+    crashed = [p.name for p in jobs.iterdir()] if jobs.is_dir() else []
+    if crashed:
+        cleanup_containers(report, crashed)
     stale_jobs = remove_older_than(jobs, 0.0)
     stale_temp = remove_older_than(settings.execution_dir, 0.0, prefix=SUBPROCESS_JOB_PREFIX)
     report.job_dirs.extend(stale_jobs)
@@ -319,8 +338,12 @@ def shutdown_sync(settings: Settings, grace_s: float | None = None) -> CleanupRe
     log.info("waiting for running jobs", extra={"running": running, "grace_s": grace})
     if wait_for_idle(grace):
         return report
-    log.warning("grace period over: killing running jobs", extra={"running": active_runs()})
-    cleanup_containers(report)
+    jobs = active_jobs()
+    log.warning(
+        "grace period over: killing running jobs",
+        extra={"running": active_runs(), "jobs": sorted(jobs)},
+    )
+    cleanup_containers(report, [job for job, engine in jobs.items() if engine == "docker"])
     report.killed_processes = kill_descendants(_is_runner_process(settings))
     # The killed runs now return (as failed) from their worker threads; give them a moment
     # so their job dirs are removed by the pipeline before the process exits.

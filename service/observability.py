@@ -159,12 +159,19 @@ def observe_llm(calls: int = 1, prompt_tokens: int = 0, completion_tokens: int =
 
 _active_lock = threading.Condition()
 _active_runs = 0
+_active_jobs: dict[str, str] = {}  # job id -> engine, for runs that said which job they are
 
 
 def active_runs() -> int:
     """Scripts running right now in this process (graceful shutdown waits for zero)."""
     with _active_lock:
         return _active_runs
+
+
+def active_jobs() -> dict[str, str]:
+    """Job id -> engine of the runs going on now (shutdown kills these containers)."""
+    with _active_lock:
+        return dict(_active_jobs)
 
 
 def wait_for_idle(timeout_s: float) -> bool:
@@ -174,11 +181,13 @@ def wait_for_idle(timeout_s: float) -> bool:
 
 
 @contextlib.contextmanager
-def track_active_container(engine: str = "docker") -> Iterator[None]:
+def track_active_container(engine: str = "docker", job_id: str | None = None) -> Iterator[None]:
     """Count a run as active while the block runs (works from worker threads)."""
     global _active_runs
     with _active_lock:
         _active_runs += 1
+        if job_id:
+            _active_jobs[job_id] = engine
     ACTIVE_EXECUTIONS.labels(engine=engine).inc()
     if engine == "docker":
         ACTIVE_CONTAINERS.inc()
@@ -190,6 +199,8 @@ def track_active_container(engine: str = "docker") -> Iterator[None]:
             ACTIVE_CONTAINERS.dec()
         with _active_lock:
             _active_runs -= 1
+            if job_id:
+                _active_jobs.pop(job_id, None)
             _active_lock.notify_all()
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from files.intake import FileIntake, IntakeLimits, StoredFile
 
+from files.intake import FileIntake, IntakeLimits, StoredFile
 from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
 from service.models import Artifact, ExecutionResponse
 from service.observability import observe_upload, track_active_container
@@ -125,7 +125,7 @@ async def run_code(
     )
 
     def run_tracked() -> RunResult:
-        with track_active_container(executor.name):
+        with track_active_container(executor.name, job.id):
             return executor.run(request)
 
     started = time.perf_counter()
