@@ -120,11 +120,11 @@ def detect_encoding(sample: bytes, *, complete: bool = False) -> EncodingGuess:
     for bom, name in _BOMS:
         if sample.startswith(bom):
             return EncodingGuess(name, "bom", "byte order mark")
-    if _utf8_ok(sample, complete):
-        return EncodingGuess("utf-8", "certain" if complete else "likely", "strict utf-8 decode")
-    utf16 = _utf16_without_bom(sample)
+    utf16 = _utf16_without_bom(sample)  # before UTF-8: ASCII in UTF-16 is valid UTF-8 too
     if utf16:
         return EncodingGuess(utf16, "likely", "NUL byte pattern")
+    if _utf8_ok(sample, complete):
+        return EncodingGuess("utf-8", "certain" if complete else "likely", "strict utf-8 decode")
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from files.archives import ExtractionBudget, Extractor
+from files.archives import ArchiveReport, ExtractionBudget, Extractor
 from files.errors import (
     ArchiveRejected,
     EmptyFile,
@@ -126,6 +126,7 @@ class FileIntake:
         self.total_bytes = 0
         self._entries: list[_Entry] = []
         self._reserved: set[str] = set()
+        self._reports: list[ArchiveReport] = []
         self._finished = False
 
     # --- naming ----------------------------------------------------------------------------
@@ -229,12 +230,20 @@ class FileIntake:
                 self.limits.max_archive_members,
                 self.limits.max_compression_ratio,
             )
+            uploads = len(self._entries)
             i = 0
-            while i < len(self._entries):  # grows as nested members are added
-                entry = self._entries[i]
-                if entry.sniff.kind == "archive":
-                    warnings.extend(self._extract(entry, budget))
-                i += 1
+            try:
+                while i < len(self._entries):  # grows as nested members are added
+                    entry = self._entries[i]
+                    if entry.sniff.kind == "archive":
+                        warnings.extend(self._extract(entry, budget))
+                    i += 1
+            except BaseException:
+                # one hostile archive fails the request: leave only the uploads behind
+                for report in reversed(self._reports):
+                    report.cleanup()
+                del self._entries[uploads:]
+                raise
         metadata: dict[str, dict[str, Any]] = {}
         if with_metadata:
             results = self._metadata([e for e in self._entries])
@@ -278,6 +287,7 @@ class FileIntake:
 
         extractor = Extractor(archive.path, archive.name, entry.sniff.format, budget, place)
         report = extractor.run()
+        self._reports.append(report)
         warnings: list[str] = []
         extracted: list[str] = []
         try:

@@ -30,7 +30,11 @@ _ARCHIVE_FORMAT_BY_EXT = {
     ".zip": "zip", ".tar": "tar", ".gz": "gzip", ".tgz": "gzip", ".tar.gz": "gzip",
     ".bz2": "bzip2", ".tbz2": "bzip2", ".tar.bz2": "bzip2", ".7z": "7z",
 }  # fmt: skip
-_FORMAT_BY_EXT = {".xlsx": "xlsx", ".xlsm": "xlsm", ".xls": "xls", ".docx": "docx", ".doc": "doc"}
+_FORMAT_BY_EXT = {
+    ".xlsx": "xlsx", ".xlsm": "xlsm", ".xls": "xls", ".docx": "docx", ".doc": "doc",
+    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".bmp": "bmp",
+    ".tiff": "tiff", ".tif": "tiff",
+}  # fmt: skip
 _FORMAT_LABEL = {"text": "plain text", "binary": "unrecognised binary data"}
 
 

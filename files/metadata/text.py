@@ -62,7 +62,7 @@ def scan_text(path: Path, encoding: str) -> dict[str, Any]:
         with path.open("rb") as fh:
             fh.seek(max(0, bad_offset - 4096))
             window = fh.read(SAMPLE_BYTES)
-        corrected = detect_encoding(window[4096:] if bad_offset >= 4096 else window)
+        corrected = detect_encoding(window)
         result["encoding"] = corrected.encoding
         result["encoding_note"] = (
             f"the first {bad_offset} bytes are valid UTF-8 but byte {bad_offset} is not; "

@@ -30,7 +30,9 @@ def _pdf(path: Path) -> None:
     for r, row in enumerate([("Region", "Q1", "Q2"), ("North", "10", "12"), ("South", "7", "9")]):
         for c, text in enumerate(row):
             cells.append(f"BT /F1 11 Tf {80 + 120 * c} {580 - 30 * r} Td ({text}) Tj ET")
-    page1 = "\n".join(["BT /F1 18 Tf 72 720 Td (Quarterly Report 2024) Tj ET", "1 w", *grid, *cells])
+    page1 = "\n".join(
+        ["BT /F1 18 Tf 72 720 Td (Quarterly Report 2024) Tj ET", "1 w", *grid, *cells]
+    )
     page2 = "BT /F1 12 Tf 72 720 Td (Page two: appendix with notes.) Tj ET"
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
@@ -130,7 +132,9 @@ def make_samples(root: Path) -> dict[str, Path]:
     sales.to_csv(path("sales.csv"), index=False)
     sales.to_csv(path("sales.tsv"), index=False, sep="\t")
     path("notes.txt").write_text("Café notes\nline two\nline three\n", encoding="utf-8")
-    path("readme.md").write_text("# Title\n\nIntro text.\n\n## Usage\n\nRun it.\n", encoding="utf-8")
+    path("readme.md").write_text(
+        "# Title\n\nIntro text.\n\n## Usage\n\nRun it.\n", encoding="utf-8"
+    )
     path("app.log").write_text(
         "".join(f"2024-01-01 10:00:{i:02d} INFO request {i}\n" for i in range(30)), encoding="utf-8"
     )
@@ -148,13 +152,19 @@ def make_samples(root: Path) -> dict[str, Path]:
     )
     path("compose.yml").write_text("- one\n- two\n- three\n", encoding="utf-8")
     path("records.json").write_text(
-        json.dumps([{"id": i, "name": f"n{i}", "tags": ["x"], "meta": {"ok": True}} for i in range(12)]),
+        json.dumps(
+            [{"id": i, "name": f"n{i}", "tags": ["x"], "meta": {"ok": True}} for i in range(12)]
+        ),
         encoding="utf-8",
     )
-    path("settings.json").write_text(json.dumps({"debug": False, "db": {"host": "h", "port": 5432}}))
+    path("settings.json").write_text(
+        json.dumps({"debug": False, "db": {"host": "h", "port": 5432}})
+    )
     path("catalog.xml").write_text(
         '<?xml version="1.0"?><catalog xmlns="urn:books" xmlns:dc="http://purl.org/dc/elements/1.1/">'
-        + "".join(f"<book id='{i}'><dc:title>T{i}</dc:title><price>{i}</price></book>" for i in range(7))
+        + "".join(
+            f"<book id='{i}'><dc:title>T{i}</dc:title><price>{i}</price></book>" for i in range(7)
+        )
         + "</catalog>",
         encoding="utf-8",
     )

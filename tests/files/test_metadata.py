@@ -101,7 +101,9 @@ def test_json_xml_yaml_svg(meta: dict[str, dict[str, Any]]) -> None:
     assert xml["top_tags"]["{urn:books}book"] == 7 and xml["element_count"] == 22
     yml = meta["config.yaml"]
     assert yml["top_level_keys"] == ["service", "replicas", "features"]
-    assert meta["compose.yml"]["top_level_type"] == "array" and meta["compose.yml"]["item_count"] == 3
+    assert (
+        meta["compose.yml"]["top_level_type"] == "array" and meta["compose.yml"]["item_count"] == 3
+    )
     svg = meta["drawing.svg"]
     assert svg["type"] == "svg" and svg["is_svg"] and svg["width"] == "100" and svg["viewBox"]
 
@@ -118,7 +120,10 @@ def test_columnar_and_scientific(meta: dict[str, dict[str, Any]]) -> None:
     assert nodes["/sensors/temperature"]["shape"] == [10, 4]
     assert nodes["/sensors/temperature"]["dtype"] == "float32"
     assert nodes["/sensors/temperature"]["attributes"] == {"units": "degC"}
-    assert nodes["/sensors"]["attributes"] == {"site": "alpha"} and h5["root_attributes"]["source"] == "test"
+    assert (
+        nodes["/sensors"]["attributes"] == {"site": "alpha"}
+        and h5["root_attributes"]["source"] == "test"
+    )
     nc = meta["ocean.nc"]
     assert nc["type"] == "netcdf" and nc["dimensions"]["time"] == {"size": 2, "unlimited": True}
     assert nc["variables"]["sst"]["dimensions"] == ["time", "lat"]
@@ -139,21 +144,30 @@ def test_images(meta: dict[str, dict[str, Any]]) -> None:
 
 def test_text_types(meta: dict[str, dict[str, Any]]) -> None:
     assert meta["notes.txt"]["line_count"] == 3 and meta["notes.txt"]["preview"].startswith("Café")
-    assert meta["readme.md"]["headings"] == [{"level": 1, "text": "Title"}, {"level": 2, "text": "Usage"}]
+    assert meta["readme.md"]["headings"] == [
+        {"level": 1, "text": "Title"},
+        {"level": 2, "text": "Usage"},
+    ]
     assert meta["app.log"]["line_count"] == 30
     rtf = meta["letter.rtf"]
-    assert rtf["type"] == "rtf" and rtf["text_preview"] == "Hello RTF world." and rtf["rtf_codepage"] == "cp1252"
+    assert (
+        rtf["type"] == "rtf"
+        and rtf["text_preview"] == "Hello RTF world."
+        and rtf["rtf_codepage"] == "cp1252"
+    )
     assert meta["table.dat"]["content"] == "text"
     assert meta["table.dat"]["looks_tabular"] == {"delimiter": "whitespace", "columns": 3}
     assert meta["blob.dat"]["content"] == "binary"
 
 
-def test_archives_extracted_and_listed(result: IntakeResult, meta: dict[str, dict[str, Any]]) -> None:
+def test_archives_extracted_and_listed(
+    result: IntakeResult, meta: dict[str, dict[str, Any]]
+) -> None:
     names = {f.name for f in result.files}
-    for member in ("data_backup/data1.csv", "data_backup/docs/notes.txt", "bundle/part/a.json",
+    for rel in ("data_backup/data1.csv", "data_backup/docs/notes.txt", "bundle/part/a.json",
                    "plain/xy.csv", "metrics.csv", "server.log", "pack/inner.csv"):  # fmt: skip
-        assert member in names
-        assert (Path(next(f.path for f in result.files if f.name == member))).is_file()
+        assert rel in names
+        assert (Path(next(f.path for f in result.files if f.name == rel))).is_file()
     zipped = meta["data_backup.zip"]
     assert {c["name"] for c in zipped["contents"]} >= {"data1.csv", "tool.exe"}
     assert zipped["contents"][0]["compressed_size"] is not None
