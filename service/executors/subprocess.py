@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -90,6 +91,7 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 UID_BASE = 3_100_000
 UID_COUNT = 1000
 UID_LOCK_DIR = Path(tempfile.gettempdir()) / "python-coder-sandbox-uids"
+MPL_SEED_DIR = Path(tempfile.gettempdir()) / f"python-coder-mplseed-{os.getuid()}"
 
 # The harness has its own timeout; ours fires only if it is wedged. Covers interpreter
 # start, writing inputs and sending artifacts back.
@@ -146,6 +148,7 @@ class SubprocessExecutor(Executor):
         self._lock = threading.Lock()
         self._isolation: Isolation | None = None
         self._runner: RunnerInfo | None = None
+        self._mpl_seed: dict[Path, Path | None] = {}
 
     # ------------------------------------------------------------------ discovery
 
@@ -223,6 +226,20 @@ class SubprocessExecutor(Executor):
             checks,
         )
 
+    def matplotlib_seed(self, runner: RunnerInfo) -> Path | None:
+        """A prebuilt matplotlib font cache for this runner (None without matplotlib).
+
+        Every run has a fresh HOME, so without it each ``import matplotlib`` rescans the
+        fonts. Built once by our own import (never by a user script), shared via /tmp.
+        """
+        with self._lock:
+            if runner.python in self._mpl_seed:
+                return self._mpl_seed[runner.python]
+            seed = _build_matplotlib_seed(runner.python)
+            self._mpl_seed[runner.python] = seed
+            log.info("matplotlib font cache for %s: %s", runner.python, seed or "no matplotlib")
+            return seed
+
     # ------------------------------------------------------------------ run
 
     def run(self, request: RunRequest) -> RunResult:
@@ -241,6 +258,7 @@ class SubprocessExecutor(Executor):
         try:
             job_dir = Path(tempfile.mkdtemp(prefix=f"job-{_safe(request.job_id)}-", dir=root))
             layout = _JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
+            layout.seed_matplotlib(self.matplotlib_seed(runner), uid)
             argv, env, cwd = self._command(request, runner, iso, layout, uid, nproc)
             result = self._supervise(request, argv, env, cwd, iso, layout, uid, nproc)
         finally:
@@ -465,6 +483,53 @@ def _check_runs_unprivileged(python: Path) -> None:
         )
 
 
+def _build_matplotlib_seed(python: Path) -> Path | None:
+    try:
+        key = f"{python}:{os.stat(python).st_mtime_ns}:{os.stat(python.parent.parent).st_mtime_ns}"
+    except OSError:
+        return None
+    seed = MPL_SEED_DIR / hashlib.sha256(key.encode()).hexdigest()[:16]
+    try:
+        MPL_SEED_DIR.mkdir(mode=0o755, exist_ok=True)
+        st = MPL_SEED_DIR.lstat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022 or not stat.S_ISDIR(st.st_mode):
+            log.warning("not using %s: not a private dir of ours", MPL_SEED_DIR)
+            return None
+        if seed.is_dir():
+            return seed
+        partial = Path(tempfile.mkdtemp(dir=MPL_SEED_DIR, prefix=".partial-"))
+    except OSError as exc:
+        log.warning("could not prebuild the matplotlib font cache: %s", exc)
+        return None
+    env = {
+        "PATH": SYSTEM_PATH,
+        "HOME": str(partial),
+        "MPLCONFIGDIR": str(partial),
+        "MPLBACKEND": "Agg",
+        "LANG": "C.UTF-8",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    try:
+        out = subprocess.run(
+            [str(python), "-I", "-c", "import matplotlib.font_manager"],
+            env=env,
+            cwd=partial,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S * 4,
+        )
+        if out.returncode != 0 or not any(partial.glob("fontlist-*.json")):
+            return None
+        partial.chmod(0o755)
+        with contextlib.suppress(OSError):  # another process may have won the race
+            partial.rename(seed)
+        return seed if seed.is_dir() else None
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("could not prebuild the matplotlib font cache: %s", exc)
+        return None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 _PREFIX_PROBE = (
     "import json, sys; "
     "print(json.dumps(sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})))"
@@ -507,6 +572,15 @@ class _JobLayout:
             # The job uid must traverse to its dirs when no bwrap binds them for it.
             os.chmod(root, 0o711)
         return layout
+
+    def seed_matplotlib(self, seed: Path | None, uid: int | None) -> None:
+        if seed is None:
+            return
+        target = self.home / ".config" / "matplotlib"
+        shutil.copytree(seed, target)
+        if uid is not None:
+            for path in (self.home / ".config", target, *target.iterdir()):
+                os.chown(path, uid, uid)
 
 
 def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> list[str]:

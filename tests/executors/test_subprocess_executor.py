@@ -180,10 +180,17 @@ def test_png_artifact_via_matplotlib(runs: Runs) -> None:
     if not runner_has("matplotlib"):
         pytest.skip("matplotlib is not installed in the runner venv")
     code = (
-        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.savefig('plot.png')\n"
+        "import glob, os\n"
+        "seeded = glob.glob(os.environ['MPLCONFIGDIR'] + '/fontlist-*.json')\n"
+        "stamp = os.stat(seeded[0]).st_mtime_ns if seeded else None\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3], [3, 1, 2])\n"
+        "plt.savefig('plot.png')\n"
+        "print('seeded' if seeded and os.stat(seeded[0]).st_mtime_ns == stamp else 'rescanned')\n"
     )
     result = runs.run(code)
     assert result.success, result.stderr
+    assert result.stdout == "seeded\n"  # the prebuilt font cache was used, not rebuilt
     (png,) = result.artifacts
     assert png.name == "plot.png"
     assert png.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
