@@ -219,6 +219,7 @@ def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w
         # Everything else goes, the result channel first among them.
         os.closerange(3, _max_fd())
         _set_dumpable(True)  # /proc/self works again; the parent (PID 1) stays non-dumpable
+        _prefer_as_oom_victim()
         _apply_rlimits(limits)
         os.chdir(workdir)
         status = _exec_script(code, workdir)
@@ -230,6 +231,15 @@ def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w
             with contextlib.suppress(BaseException):
                 stream.flush()
         os._exit(status)
+
+
+def _prefer_as_oom_victim() -> None:
+    """Raise the script's OOM score (allowed unprivileged) so the kernel kills it, not us."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
 
 
 def _max_fd() -> int:
@@ -431,7 +441,9 @@ def _wait_blocking(pid: int) -> int:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL the script's process group and every process that escaped it."""
+    """SIGKILL the script, its process group and every process that escaped the group."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)  # it may have left its group (setpgid) itself
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
     if os.getpid() == 1:

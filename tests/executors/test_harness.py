@@ -365,3 +365,21 @@ def test_workdir_defaults_to_the_current_directory(workdir: Path) -> None:
     header = read_header(io.BytesIO(proc.stdout).read)
     assert [f["name"] for f in header["files"]] == ["made.txt"]
     assert (workdir / "made.txt").exists()
+
+
+def test_the_script_is_the_preferred_oom_victim(workdir: Path) -> None:
+    h = run_harness(workdir, "print(open('/proc/self/oom_score_adj').read().strip())").header
+    assert h["stdout"] == "1000\n"
+
+
+def test_a_script_that_leaves_its_process_group_still_times_out(workdir: Path) -> None:
+    code = (
+        "import os, subprocess, sys, time\n"
+        "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], process_group=0)\n"
+        "os.setpgid(0, helper.pid)\n"  # join the helper's group, leaving our own
+        "print(os.getpgid(0) == helper.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    out = run_harness(workdir, code, timeout_s=1.5)
+    assert out.header["timed_out"] is True and out.wall_s < 10
+    assert out.header["stdout"] == "True\n"
