@@ -580,7 +580,25 @@ class DockerExecutor(Executor):
                     "rebuild it with `python-coder build-runner`",
                     checks,
                 )
-        return Readiness(True, self.name, "docker engine and runner image ready", checks)
+        detail = "docker engine and runner image ready"
+        current = _image_is_current(labels)
+        if current is not None:
+            checks["image_current"] = current
+            if not current:
+                detail += " (image built from older runner sources: `python-coder build-runner`)"
+        return Readiness(True, self.name, detail, checks)
+
+
+def _image_is_current(labels: dict[str, str]) -> bool | None:
+    """Does the image's source-hash label match the runner sources here? None: cannot tell."""
+    try:
+        from service.runner_build import SOURCE_HASH_LABEL, runner_source_hash
+
+        if SOURCE_HASH_LABEL not in labels:
+            return None
+        return bool(labels[SOURCE_HASH_LABEL] == runner_source_hash())
+    except (ImportError, OSError):
+        return None
 
 
 def _result_from_header(

@@ -6,16 +6,22 @@ Every test checks afterwards that no container with our label is left behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import struct
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import docker
 import pytest
 
-from service.errors import RunnerImageMissing
-from service.executors.base import CONTAINER_LABEL, JOB_LABEL
+from service.errors import EngineUnavailable, RunnerImageMissing
+from service.executors import docker as docker_module
+from service.executors.base import CONTAINER_LABEL, JOB_LABEL, RunRequest
 from service.executors.docker import DockerExecutor, remove_orphans
 from service.settings import Settings, get_settings
 from tests.executors.conftest import MakeRequest
@@ -294,3 +300,55 @@ def test_remove_orphans_spares_live_runs_and_foreign_containers() -> None:
             with contextlib.suppress(docker.errors.NotFound):
                 client.remove_container(c["Id"], force=True)
         client.close()
+
+
+def test_a_runner_that_never_answers_is_killed_at_the_deadline(
+    executor: DockerExecutor, make_request: MakeRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The harness enforces timeout_s itself; take that away to exercise the adapter's own
+    # deadline (timeout + grace), which covers a wedged harness.
+    real_header = DockerExecutor._request_header
+
+    def without_timeout(self: DockerExecutor, request: RunRequest) -> bytes:
+        return real_header(self, replace(request, limits=replace(request.limits, timeout_s=0)))
+
+    monkeypatch.setattr(DockerExecutor, "_request_header", without_timeout)
+    monkeypatch.setattr(docker_module, "GRACE_S", 1.0)
+    request = make_request("while True:\n    pass", timeout_s=1, max_artifacts_total_bytes=0)
+    began = time.monotonic()
+    result = executor.run(request)
+    assert result.timed_out and not result.success
+    assert result.error is not None and "runner did not answer" in result.error
+    assert time.monotonic() - began < 10
+
+
+def test_engine_unreachable(make_request: MakeRequest, tmp_path: Path) -> None:
+    client = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
+    ex = DockerExecutor(get_settings(), client=client)
+    try:
+        with pytest.raises(EngineUnavailable):
+            ex.run(make_request("print(1)"))
+        readiness = ex.readiness()
+    finally:
+        client.close()
+    assert not readiness.ready and "unreachable" in readiness.detail
+
+
+def test_large_input_and_artifact_stream_through(
+    executor: DockerExecutor, make_request: MakeRequest
+) -> None:
+    body = os.urandom(64 * MB)
+    code = (
+        "import hashlib\n"
+        "data = open('big/input.bin', 'rb').read()\n"
+        "print(len(data), hashlib.sha256(data).hexdigest())\n"
+        "open('copy.bin', 'wb').write(data[::-1])\n"
+    )
+    request = make_request(
+        code, {"big/input.bin": body}, memory_bytes=768 * MB, max_artifact_bytes=100 * MB
+    )
+    result = executor.run(request)
+    assert result.success, result.stderr
+    assert result.stdout == f"{len(body)} {hashlib.sha256(body).hexdigest()}\n"
+    (copy,) = result.artifacts
+    assert copy.path.read_bytes() == body[::-1]
