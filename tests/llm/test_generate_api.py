@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from security.policy import StaticPolicy
 
+from security.policy import StaticPolicy
 from service.api.app import create_app
 from service.pipeline.verify_loop import static_issues
 from service.settings import Settings
@@ -376,3 +376,19 @@ def test_model_failing_during_repair_still_returns_the_run(
     body = response.json()
     assert body["success"] is False and "boom" in body["error"]
     assert any("no repair attempted" in w for w in body["warnings"])
+
+
+@pytest.mark.docker
+def test_csv_average_by_department_in_docker(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    llm_server.push(fenced(CSV_CODE), approve())
+    response = post(
+        api(engine="docker"),
+        "Average salary by department",
+        employees_csv(tmp_path / "employees.csv"),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["engine"] == "docker" and body["success"] is True, body
+    assert body["result"] == {"HR": 60000.0, "IT": 100000.0, "Sales": 60000.0}

@@ -250,3 +250,14 @@ async def test_minor_static_finding_never_blocks_at_the_cap(
     assert [r.action for r in out.history] == ["modified", "approved"]
     assert [i.rule_id for i in out.history[1].issues] == ["import-not-allowlisted"]
     assert not out.partial
+
+
+async def test_modification_without_json_or_code_twice_is_an_llm_error(
+    llm_server: ScriptedOpenAI, llm: LLMClient, make_settings: Callable[..., Settings]
+) -> None:
+    from service.errors import LLMError
+
+    llm_server.push(review(False, issue("x")), "I cannot help with that.", "Still no.")
+    with pytest.raises(LLMError, match="twice"):
+        await run_loop(GOOD, llm, make_settings())
+    assert llm_server.pending == 0
