@@ -14,7 +14,15 @@ from files.errors import (
     UnsafeFileName,
     UnsupportedFileType,
 )
-from files.intake import FileIntake, IntakeLimits, IntakeResult, StoredFile, inspect_file, safe_name
+from files.intake import (
+    FileIntake,
+    IntakeLimits,
+    IntakeResult,
+    StoredFile,
+    inspect_file,
+    safe_name,
+    warm_up,
+)
 from files.types import SUPPORTED_FILE_TYPES
 from files.worker import shutdown_workers
 
@@ -36,4 +44,5 @@ __all__ = [
     "inspect_file",
     "safe_name",
     "shutdown_workers",
+    "warm_up",
 ]

@@ -178,6 +178,10 @@ class WorkerPool:
         with ThreadPoolExecutor(min(len(jobs), self.max_workers)) as ex:
             return list(ex.map(lambda j: self.run(j, timeout_s), jobs))
 
+    def warm(self, timeout_s: float = 60) -> None:
+        """Start every worker and import the heavy libraries (call at application start)."""
+        self.map([{"warm": True}] * self.max_workers, timeout_s)
+
     def worker_pids(self) -> list[int]:
         with self._cond:
             return [w.proc.pid for w in self._idle]
@@ -218,6 +222,15 @@ atexit.register(shutdown_workers)
 
 
 # --- the child side -----------------------------------------------------------------------
+def _warm_imports() -> None:
+    """Import the heavy readers once, so the first real file does not pay for it."""
+    import importlib
+
+    for module in ("pandas", "pyarrow.parquet", "openpyxl", "charset_normalizer", "PIL.Image"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+
+
 def _serve(memory_bytes: int) -> None:
     import resource
 
@@ -237,6 +250,12 @@ def _serve(memory_bytes: int) -> None:
         recycle = False
         try:
             job = json.loads(raw)
+            if job.get("warm"):
+                _warm_imports()
+                result: dict[str, Any] = {"warm": True}
+                proto.write(json.dumps({**result, "_recycle": False}).encode() + b"\n")
+                proto.flush()
+                continue
             result = extract_metadata(
                 Path(job["path"]),
                 kind=job["kind"],

@@ -13,7 +13,7 @@ from typing import Any
 
 from files.encoding import detect_encoding
 from files.metadata.common import SAMPLE_ROWS, json_safe, records
-from files.metadata.text import CHUNK, decode_head, read_head, scan_text
+from files.metadata.text import CHUNK, correct_encoding, decode_head, read_head, scan_text
 
 DTYPE_SAMPLE_ROWS = 1000
 MAX_COLUMNS = 200
@@ -40,28 +40,46 @@ def guess_delimiter(lines: list[str], default: str) -> str:
     return best
 
 
-def count_records(path: Path, encoding: str, quote: str = '"') -> tuple[int, bool]:
-    """Records in the file (newlines outside quotes); ``False`` if quotes never balance."""
-    newlines, in_quote, last = 0, False, ""
+def _count_newlines(data: bytes) -> int:
+    if len(data) < 65536:
+        return data.count(b"\n")
+    import numpy as np
+
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
+
+
+def count_records(path: Path, encoding: str, quote: str = '"') -> tuple[int, bool, int | None]:
+    """One streamed pass: records (newlines outside quotes), whether quotes balance, and the
+    offset of the first byte that is not valid UTF-8 (``None`` if fine or not UTF-8)."""
+    newlines, in_quote, last_nl = 0, False, True
     wide = encoding.startswith(("utf-16", "utf-32"))
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace") if wide else None
-    q_b, nl_b = quote.encode(), b"\n"
+    validator = codecs.getincrementaldecoder("utf-8")() if encoding.startswith("utf-8") else None
+    bad_offset: int | None = None
+    offset = 0
     with path.open("rb") as fh:
         while raw := fh.read(CHUNK):
-            chunk: Any = decoder.decode(raw) if decoder else raw
-            q, nl = (quote, "\n") if decoder else (q_b, nl_b)
-            if not in_quote and q not in chunk:
-                newlines += chunk.count(nl)
+            if validator is not None and bad_offset is None:
+                try:
+                    validator.decode(raw)
+                except UnicodeDecodeError as exc:
+                    bad_offset = offset + exc.start
+            offset += len(raw)
+            if decoder is not None:
+                text = decoder.decode(raw)
+                for i, seg in enumerate(text.split(quote)):
+                    in_quote = in_quote if i == 0 else not in_quote
+                    newlines += 0 if in_quote else seg.count("\n")
+                last_nl = text.endswith("\n") if text else last_nl
+                continue
+            if not in_quote and quote.encode() not in raw:
+                newlines += _count_newlines(raw)
             else:
-                for i, seg in enumerate(chunk.split(q)):
-                    if i:
-                        in_quote = not in_quote
-                    if not in_quote:
-                        newlines += seg.count(nl)
-            if len(chunk):
-                last = "\n" if chunk[-1:] in ("\n", b"\n") else "x"
-    total = newlines + (1 if last == "x" else 0)
-    return total, not in_quote
+                for i, part in enumerate(raw.split(quote.encode())):
+                    in_quote = in_quote if i == 0 else not in_quote
+                    newlines += 0 if in_quote else _count_newlines(part)
+            last_nl = raw.endswith(b"\n")
+    return newlines + (0 if last_nl or offset == 0 else 1), not in_quote, bad_offset
 
 
 def csv_metadata(path: Path, extension: str) -> dict[str, Any]:
@@ -70,8 +88,11 @@ def csv_metadata(path: Path, extension: str) -> dict[str, Any]:
     head = read_head(path)
     size = path.stat().st_size
     guess = detect_encoding(head, complete=len(head) == size)
-    scan = scan_text(path, guess.encoding)
-    encoding = scan["encoding"]
+    encoding = guess.encoding
+    records_total, balanced, bad_offset = count_records(path, encoding)
+    note = None
+    if bad_offset is not None:
+        encoding, note = correct_encoding(path, bad_offset)
     text = decode_head(head, encoding).lstrip("\ufeff")
     lines = text.splitlines()[:50]
     if len(head) < size and len(lines) > 1:
@@ -83,14 +104,13 @@ def csv_metadata(path: Path, extension: str) -> dict[str, Any]:
         "delimiter": delimiter,
         "header_assumed": True,
     }
-    if "encoding_note" in scan:
-        meta["encoding_note"] = scan["encoding_note"]
-    records_total, balanced = count_records(path, encoding)
+    if note:
+        meta["encoding_note"] = note
     meta["row_count"] = max(records_total - 1, 0)
     meta["row_count_method"] = "streamed record count (newlines outside quotes), header excluded"
     if not balanced:
-        meta["row_count"] = max(scan["line_count"] - 1, 0)
-        meta["row_count_method"] = "line count (quotes do not balance; may over-count)"
+        meta["row_count_method"] = "newlines (quotes never balance, so quoting was ignored)"
+        meta["row_count"] = max(scan_text(path, encoding)["line_count"] - 1, 0)
     df = pd.read_csv(
         path,
         sep=delimiter,

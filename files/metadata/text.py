@@ -59,16 +59,20 @@ def scan_text(path: Path, encoding: str) -> dict[str, Any]:
         total = text_lines + (1 if text_last and text_last != "\n" else 0)
     result: dict[str, Any] = {"line_count": total, "encoding": encoding}
     if bad_offset is not None:
-        with path.open("rb") as fh:
-            fh.seek(max(0, bad_offset - 4096))
-            window = fh.read(SAMPLE_BYTES)
-        corrected = detect_encoding(window)
-        result["encoding"] = corrected.encoding
-        result["encoding_note"] = (
-            f"the first {bad_offset} bytes are valid UTF-8 but byte {bad_offset} is not; "
-            f"reported {corrected.encoding}"
-        )
+        result["encoding"], result["encoding_note"] = correct_encoding(path, bad_offset)
     return result
+
+
+def correct_encoding(path: Path, bad_offset: int) -> tuple[str, str]:
+    """Re-detect around the first byte that broke a UTF-8 guess made from the head."""
+    with path.open("rb") as fh:
+        fh.seek(max(0, bad_offset - 4096))
+        window = fh.read(SAMPLE_BYTES)
+    corrected = detect_encoding(window).encoding
+    return corrected, (
+        f"the first {bad_offset} bytes are valid UTF-8 but byte {bad_offset} is not; "
+        f"reported {corrected}"
+    )
 
 
 def decode_head(head: bytes, encoding: str) -> str:

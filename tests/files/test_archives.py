@@ -221,3 +221,23 @@ def test_folder_and_member_collisions(job_dir: Path) -> None:
     intake.add_stream("data.tar", iter([_tar([("a.csv", b"x\n3\n")])]))
     names = [f.name for f in intake.finish(with_metadata=False).files]
     assert names == ["data.zip", "data.tar", "data/a.csv", "data/a-1.csv", "data-1/a.csv"]
+
+
+def test_7z_bomb_is_rejected(job_dir: Path, tmp_path: Path) -> None:
+    import py7zr
+
+    src = tmp_path / "bomb.7z"
+    with py7zr.SevenZipFile(src, "w") as sz:
+        sz.writestr(b"\x00" * (20 * 2**20), "zeros.csv")
+    assert src.stat().st_size < 100_000
+    refused(job_dir, "bomb.7z", src.read_bytes(), ArchiveRejected, "compression-ratio limit")
+
+
+def test_single_stream_names_and_tgz_alias(job_dir: Path) -> None:
+    intake = FileIntake(job_dir)
+    intake.add_stream("mystery.gz", iter([gzip.compress(b"no extension inside\n")]))
+    intake.add_stream("pack.tgz", iter([_tar([("in.txt", b"tgz member\n")], "w:gz")]))
+    result = intake.finish(with_metadata=False)
+    assert {f.name for f in result.files} == {"mystery.gz", "pack.tgz", "pack/in.txt"}
+    skipped = result.metadata["mystery.gz"]["extraction"]["skipped"]
+    assert skipped == [{"name": "mystery", "reason": "unsupported type (no extension)"}]

@@ -53,7 +53,9 @@ def test_utf16_without_bom() -> None:
 def test_intake_reports_encoding_and_reads_the_csv(
     job_dir: Path, codec: str, expected: str
 ) -> None:
-    note = "5 € \u2013 net" if codec == "cp1252" else "déjà vu"  # the euro sign and en dash exist in CP1252 only
+    note = (
+        "5 € \u2013 net" if codec == "cp1252" else "déjà vu"
+    )  # the euro sign and en dash exist in CP1252 only
     rows = ["name,city,note"] + [f"Zoë {i},Besançon,{note}" for i in range(30)]
     (job_dir.parent / "src.csv").write_bytes(("\n".join(rows) + "\n").encode(codec))
     intake = FileIntake(job_dir)

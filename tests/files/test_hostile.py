@@ -179,3 +179,16 @@ def _no_stray_files_outside(tmp_path: Path) -> object:
     before = {p for p in tmp_path.parent.iterdir()}
     yield None
     assert {p for p in tmp_path.parent.iterdir()} == before
+
+
+def test_warm_up_starts_workers_with_libraries_loaded(tmp_path: Path) -> None:
+    pool = WorkerPool(768 * 2**20, max_workers=2)
+    pool.warm()
+    assert len(pool.worker_pids()) >= 1
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b\n1,2\n")
+    start = time.monotonic()
+    meta = pool.run({"path": str(csv), "kind": "csv", "fmt": "text", "extension": ".csv"}, 10)
+    assert meta["row_count"] == 1
+    assert time.monotonic() - start < 0.5  # pandas was imported by warm()
+    pool.close()
