@@ -16,7 +16,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
-import functools
 import os
 import resource
 import selectors
@@ -32,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 if TYPE_CHECKING:
-    from runner_image.protocol import ProtocolError, copy_exact, encode_header, read_header
+    from runner_image.protocol import ProtocolError, encode_header, read_header
 else:
-    from protocol import ProtocolError, copy_exact, encode_header, read_header
+    from protocol import ProtocolError, encode_header, read_header
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -81,8 +80,8 @@ def check_name(name: Any) -> str:
 def write_inputs(header: dict[str, Any], workdir: str) -> None:
     """Stream every listed file body from stdin into ``workdir``.
 
-    Bodies are consumed even when a name is bad, so the sender never blocks on a full pipe;
-    the first problem is raised after the whole frame has been read.
+    Bodies are consumed even when a name is bad or the disk is full, so the sender never
+    blocks on a full pipe; the first problem is raised after the whole frame has been read.
     """
     files = header.get("files") or []
     if not isinstance(files, list):
@@ -101,13 +100,26 @@ def write_inputs(header: dict[str, Any], workdir: str) -> None:
                 target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except (ValueError, OSError) as exc:
                 problem = exc
-        if target is None:
-            copy_exact(_read_fd0, lambda _data: None, size)
-            continue
+        remaining = size
         try:
-            copy_exact(_read_fd0, functools.partial(_write_all, target), size)
+            while remaining > 0:
+                data = _read_fd0(min(remaining, 1 << 20))
+                if not data:
+                    raise ProtocolError(f"stream ended {remaining} bytes before the file did")
+                remaining -= len(data)
+                if target is None:
+                    continue
+                try:
+                    _write_all(target, data)
+                except OSError as exc:  # e.g. ENOSPC: keep reading, report afterwards
+                    problem = OSError(
+                        exc.errno, f"writing input {entry.get('name')!r}: {exc.strerror}"
+                    )
+                    os.close(target)
+                    target = None
         finally:
-            os.close(target)
+            if target is not None:
+                os.close(target)
     if problem is not None:
         raise problem
 

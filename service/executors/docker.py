@@ -430,11 +430,14 @@ class DockerExecutor(Executor):
             )
         if problem is not None:
             raise ExecutorError(f"runner result unreadable: {problem}")
+        if stream_timed_out:  # the header came, the produced files did not
+            raise ExecutorError("runner stalled while sending the produced files")
         result = _result_from_header(header, self.name, produced, self.isolation)
         # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
         # the container, also when only the forked script died and the harness (PID 1)
         # answered: that flag is the authority, the harness's SIGKILL report only a hint.
-        if oom:
+        # A script that survived the loss of one of its own subprocesses still succeeded.
+        if oom and result.exit_code != 0:
             return self._oom_result(request, result)
         if header.get("signal") == 9 and not result.timed_out:
             result = replace(result, error="killed (SIGKILL); the engine reported no OOM kill")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -383,3 +384,30 @@ def test_a_script_that_leaves_its_process_group_still_times_out(workdir: Path) -
     out = run_harness(workdir, code, timeout_s=1.5)
     assert out.header["timed_out"] is True and out.wall_s < 10
     assert out.header["stdout"] == "True\n"
+
+
+def test_an_input_that_cannot_be_written_is_reported_after_reading_everything(
+    workdir: Path,
+) -> None:
+    files = {"big.bin": b"x" * 50_000, "after.txt": b"later"}
+    frame = encode_header(
+        {
+            "code": "print('ran')",
+            "files": [{"name": n, "size": len(b)} for n, b in files.items()],
+            "timeout_s": 5,
+            "limits": DEFAULT_LIMITS,
+        }
+    ) + b"".join(files.values())
+    proc = subprocess.run(
+        [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
+        input=frame,
+        capture_output=True,
+        env={"PYC_PREIMPORT": ""},
+        # the harness itself may not write files over 10 kB: the input fails with EFBIG
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000)),
+        timeout=30,
+        check=True,
+    )
+    header = read_header(io.BytesIO(proc.stdout).read)
+    assert header["stdout"] == "" and header["exit_code"] is None
+    assert "writing input 'big.bin': File too large" in header["error"]
