@@ -110,8 +110,12 @@ class Checker:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     self._import_plain(alias)
+                if scope.kind == "class":
+                    self._class_level_import(node)
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 self._import_from(node)
+                if scope.kind == "class":
+                    self._class_level_import(node)
             elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):
                 self._spelled_dunder(node, scope)
         return self.findings
@@ -139,6 +143,21 @@ class Checker:
             and self.r.quals(node.func, scope) & _OBJECT_ATTRIBUTE_BUILTINS
         ):
             self._value_ok.add(id(node.args[0]))
+
+    def _class_level_import(self, node: ast.Import | ast.ImportFrom) -> None:
+        """``class A: import os`` makes the module a class attribute (``self.os.system``)."""
+        for alias in node.names:
+            if isinstance(node, ast.ImportFrom):
+                qual = normalize(f"{node.module}.{alias.name}")
+            else:
+                qual = alias.name if alias.asname else alias.name.split(".")[0]
+            if qual in VALUE_SENSITIVE_MODULES:
+                self.emit(
+                    "module-as-value",
+                    alias,
+                    f"the {qual} module imported into a class body becomes an attribute; "
+                    "import it at module level",
+                )
 
     def _module_as_value(self, node: ast.Name | ast.Attribute, quals: frozenset[str]) -> None:
         if id(node) in self._value_ok:

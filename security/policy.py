@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 import warnings
 from collections.abc import Iterable
 
@@ -39,6 +40,9 @@ MAX_TOKENS = 50_000  # ~5,000 lines; parse + analysis cost ~20 us a token, so <=
 MAX_AST_DEPTH = 300
 MAX_AST_NODES = 400_000
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+# catch_warnings swaps the process-wide filter list; serialise it so concurrent checks in a
+# thread pool cannot restore each other's filters (parsing holds the GIL anyway).
+_PARSE_LOCK = threading.Lock()
 
 _SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "info": 3}
 
@@ -70,7 +74,7 @@ class StaticPolicy:
         if tokens > MAX_TOKENS:
             return _report([_too_complex(f"more than {MAX_TOKENS} tokens; move data to a file")])
         try:
-            with warnings.catch_warnings():
+            with _PARSE_LOCK, warnings.catch_warnings():
                 # invalid escape sequences etc. are the script's business, not ours
                 warnings.simplefilter("ignore")
                 tree = ast.parse(code, filename="<code>", mode="exec")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,16 @@ ESCAPES = [
     ("import shutil\nshutil.os.system('id')", "blocked-call"),
     ("import pandas as pd\npd.io.common.os.system('id')", "blocked-call"),
     ("import asyncio\nasyncio.subprocess.PIPE", "blocked-import"),
+    ("import os as sys\nsys.system('id')", "blocked-call"),
+    ("import os\n(m := os).system('id')", "blocked-call"),
+    ("from os import path\npath.os.system('id')", "blocked-call"),
+    ("import os\ngetattr(os.path, 'os').system('id')", "blocked-call"),
+    ("if False:\n    import os as eval\neval('id')", "blocked-call"),
+    (
+        "import os\ntry:\n    pass\nexcept Exception as os:\n    pass\nos.system('id')",
+        "blocked-call",
+    ),
+    ("\uff45\uff56\uff41\uff4c('1')", "blocked-call"),  # fullwidth "eval", NFKC-normalised
     # getattr with constant, folded or computed names
     ("import os\ngetattr(os, 'system')('id')", "blocked-call"),
     ("import os\ngetattr(os, 'sys' + 'tem')('id')", "blocked-call"),
@@ -208,6 +220,13 @@ ESCAPES = [
     ("import os\nd = {'m': os}", "module-as-value"),
     ("import sys\ndef f():\n    return sys", "module-as-value"),
     ("import os\nclass A:\n    m = os", "module-as-value"),
+    ("import os\nf = lambda m=os: m.system('id')", "module-as-value"),
+    ("import os\nimport operator\noperator.methodcaller('system', 'id')(os)", "module-as-value"),
+    ("import os\nself.m = os", "module-as-value"),
+    (
+        "class A:\n    import os\n    def f(self):\n        return self.os.system('id')",
+        "module-as-value",
+    ),
     # namespaces by name
     ("globals()['__builtins__']", "escape-attribute"),
     ("globals()['ev' + 'al']('1')", "blocked-call"),
@@ -381,6 +400,21 @@ def test_ordinary_code_passes(policy: StaticPolicy, code: str) -> None:
     report = policy.check(code)
     assert report.ok, report.to_dicts()
     assert report.hard_findings == ()
+
+
+def test_invalid_escape_sequences_are_not_findings(policy: StaticPolicy) -> None:
+    # pytest runs with warnings as errors; the parser's DeprecationWarning must not leak out
+    code = "import re\nre.findall('\\d+', text)\n"
+    assert policy.check(code).findings == ()
+
+
+def test_concurrent_checks_leave_warning_filters_alone(policy: StaticPolicy) -> None:
+    before = list(warnings.filters)
+    code = "import re\nre.findall('\\d+', text)\n" + SCRIPTS["groupby"]
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(policy.check, [code] * 40))
+    assert all(r.ok for r in reports)
+    assert warnings.filters == before
 
 
 def test_environment_reads_are_info_only(policy: StaticPolicy) -> None:
