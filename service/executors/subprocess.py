@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import random
+import selectors
 import shutil
 import signal
 import stat
@@ -98,8 +99,6 @@ MPL_SEED_DIR = Path(tempfile.gettempdir()) / f"python-coder-mplseed-{os.getuid()
 OUTER_GRACE_S = 15.0
 HARNESS_STDERR_KEEP = 16 * 1024
 PROBE_TIMEOUT_S = 30.0
-
-Mode = Literal["bwrap", "none"]
 
 
 @dataclass(frozen=True)
@@ -389,13 +388,13 @@ class SubprocessExecutor(Executor):
         outer = limits.timeout_s + self._outer_grace_s
         killed = False
         try:
-            proc.wait(timeout=outer)
-        except subprocess.TimeoutExpired:
-            killed = True
-            log.warning(
-                "job %s: harness still running after %.0f s, killing", request.job_id, outer
-            )
+            if not _wait_unreaped(proc, outer):
+                killed = True
+                log.warning(
+                    "job %s: harness still running after %.0f s, killing", request.job_id, outer
+                )
         finally:
+            # Not reaped yet, so the group id cannot have been reused by anyone else.
             _kill_group(proc.pid)
             if plain_user:
                 _kill_marked(layout.home)
@@ -781,6 +780,24 @@ class _Tail:
 
 
 # ---------------------------------------------------------------------- processes and uids
+
+
+def _wait_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for ``proc`` to exit without reaping it; False on timeout."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd: reaping is fine, the race is tiny
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(pidfd, selectors.EVENT_READ)
+            return bool(sel.select(timeout))
+    finally:
+        os.close(pidfd)
 
 
 def _kill_group(pgid: int) -> None:

@@ -30,6 +30,7 @@ from service.executors.subprocess import (
     UID_COUNT,
     SubprocessExecutor,
 )
+from service.runner_build import LOCAL_STAMP
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,9 +39,10 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
 def runner_dir() -> Path:
-    """The settings default when it was built, else the dev venv (same packages)."""
+    """The settings default once fully built (its stamp is written last), else the dev venv
+    (same data packages)."""
     default = Settings().local_runner_dir
-    if (default / "bin" / "python").exists():
+    if (default / "bin" / "python").exists() and (default / LOCAL_STAMP).exists():
         return default.absolute()
     if sys.prefix == sys.base_prefix:
         pytest.skip(f"no runner venv: run `{BUILD_COMMAND}`")
