@@ -105,6 +105,18 @@ BLOCKED_NAMES: dict[str, tuple[str, str]] = {
     "fcntl.ioctl": ("blocked-call", "raw device control (terminal injection)"),
     "signal.pidfd_send_signal": ("blocked-call", _PROCESS),
     "pandas.read_pickle": ("blocked-call", "unpickling runs code"),
+    # downloaders generated code likes to call; they fail without a network
+    "nltk.download": ("network-url", "downloads data; the sandbox has no network"),
+    "seaborn.load_dataset": ("network-url", "downloads data; the sandbox has no network"),
+    "sklearn.datasets.fetch_openml": ("network-url", "downloads data; the sandbox has no network"),
+    "sklearn.datasets.fetch_california_housing": (
+        "network-url",
+        "downloads data; the sandbox has no network",
+    ),
+    "sklearn.datasets.fetch_20newsgroups": (
+        "network-url",
+        "downloads data; the sandbox has no network",
+    ),
 }
 
 _OS_PROCESS = (

@@ -334,6 +334,9 @@ PATH_CASES = [
     ),
     ("import pandas as pd\npd.read_csv('https://example.com/data.csv')", "network-url", False),
     ("import xarray as xr\nxr.open_dataset('s3://bucket/x.nc')", "network-url", False),
+    ("import nltk\nnltk.download('punkt')", "network-url", False),
+    ("import seaborn as sns\nsns.load_dataset('iris')", "network-url", False),
+    ("from sklearn.datasets import fetch_openml\nfetch_openml('mnist_784')", "network-url", False),
 ]
 
 
