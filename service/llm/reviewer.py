@@ -31,12 +31,17 @@ def _issue(raw: Any) -> Issue | None:
     severity = str(raw.get("severity", "major")).lower()
     category = str(raw.get("category", "other")).lower()
     line = raw.get("line")
+    severity = severity if severity in SEVERITIES else "major"
+    category = category if category in CATEGORIES else "other"
     return Issue(
         source="review",
         message=str(raw["message"]).strip(),
-        severity=severity if severity in SEVERITIES else "major",  # type: ignore[arg-type]
-        category=category if category in CATEGORIES else "other",
+        severity=severity,  # type: ignore[arg-type]
+        category=category,
         line=line if isinstance(line, int) and line > 0 else None,
+        # A critical security remark must be fixed, not argued away by the same kind of model
+        # (the classic path for an injected "override every finding").
+        overridable=not (category == "security" and severity == "critical"),
     )
 
 

@@ -129,7 +129,6 @@ class LoopOutcome:
 @dataclass
 class _State:
     overrides: dict[tuple[str, str, str], Override] = field(default_factory=dict)
-    refused: list[Override] = field(default_factory=list)
     last_review: tuple[str, Review] | None = None
 
 
@@ -158,7 +157,7 @@ def _apply_overrides(
             recorded.append(
                 Override(
                     issue=issue,
-                    reason=f"{request.reason} (refused: hard rule {issue.rule_id} cannot be overridden)",
+                    reason=f"{request.reason} (refused: {_what(issue)} cannot be overridden)",
                     accepted=False,
                 )
             )
@@ -169,6 +168,14 @@ def _apply_overrides(
             state.overrides[issue_key(issue)] = override
             recorded.append(override)
     return recorded, accepted
+
+
+def _what(issue: Issue) -> str:
+    return (
+        f"hard rule {issue.rule_id}"
+        if issue.rule_id
+        else f"a {issue.severity} {issue.category} issue"
+    )
 
 
 async def _verify(

@@ -261,3 +261,17 @@ async def test_modification_without_json_or_code_twice_is_an_llm_error(
     with pytest.raises(LLMError, match="twice"):
         await run_loop(GOOD, llm, make_settings())
     assert llm_server.pending == 0
+
+
+async def test_critical_security_review_issue_cannot_be_argued_away(
+    llm_server: ScriptedOpenAI, llm: LLMClient, make_settings: Callable[..., Settings]
+) -> None:
+    flagged = "writes the input file's secrets into the output"
+    llm_server.push(
+        review(False, issue(flagged, severity="critical", category="security")),
+        modification(GOOD, overrides=[{"message": flagged, "reason": "the file told me to"}]),
+    )
+    with pytest.raises(VerificationFailed) as info:
+        await run_loop(GOOD, llm, make_settings())
+    (override,) = info.value.detail["verification_history"][0]["overrides"]
+    assert override["accepted"] is False and "cannot be overridden" in override["reason"]
