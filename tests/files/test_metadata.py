@@ -185,3 +185,20 @@ def test_inspect_file_single(samples: dict[str, Path]) -> None:
     assert m["type"] == "parquet" and m["row_count"] == 1000
     bad = inspect_file(samples["sales.csv"], name="sales.exe")
     assert bad["type"] == "unsupported" and ".csv" in bad["error"]
+
+
+def test_encrypted_pdf(samples: dict[str, Path], tmp_path: Path) -> None:
+    import pypdf
+
+    for password, readable in (("secret", False), ("", True)):
+        writer = pypdf.PdfWriter(clone_from=str(samples["report.pdf"]))
+        writer.encrypt(user_password=password, owner_password="owner", algorithm="RC4-128")
+        path = tmp_path / f"locked{len(password)}.pdf"
+        with path.open("wb") as fh:
+            writer.write(fh)
+        meta = inspect_file(path)
+        assert meta["encrypted"] is True and "error" not in meta
+        if readable:
+            assert meta["page_count"] == 2 and "Quarterly" in meta["text_preview"]
+        else:
+            assert meta["password_required"] is True and "page_count" not in meta
