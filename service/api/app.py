@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from security.policy import StaticPolicy
 
+from files import warm_up
+from security.policy import StaticPolicy
 from service import __version__
 from service.api.errors import install_error_handlers
 from service.api.routes import execute, files, generate, health
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.factory import ExecutorRegistry
 from service.observability import install_observability
+from service.pipeline.jobs import intake_limits
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = ExecutorRegistry(settings)
         sweeper = ArtifactSweeper(settings)
         sweeper.start()
+        # Metadata workers start in the background (~2 s) so the first upload does not wait.
+        threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
         log.info("python-coder %s ready: %s", __version__, registry.describe())

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from pydantic import ValidationError
-from security.policy import StaticPolicy
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
+from security.policy import StaticPolicy
 from service.errors import InvalidRequest, PayloadTooLarge
 from service.executors.base import Executor
 from service.executors.factory import ExecutorRegistry

@@ -27,6 +27,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (se.LLMError, 502),
     (se.ExecutorError, 500),
     (fe.UnsupportedFileType, 415),
+    (fe.ContentMismatch, 415),
     (fe.FileTooLarge, 413),
     (fe.TooManyFiles, 413),
     (fe.EmptyFile, 400),
