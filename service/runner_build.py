@@ -34,10 +34,10 @@ from typing import IO, Any
 
 from rich.console import Console
 
-import runner_image
 from service.settings import get_settings
 
-RUNNER_SOURCE_DIR = Path(runner_image.__file__).resolve().parent
+# A sibling of service/ both in the repo and in site-packages (package data of runner_image).
+RUNNER_SOURCE_DIR = Path(__file__).resolve().parent.parent / "runner_image"
 # Everything that goes into the image; their bytes make the source hash.
 IMAGE_SOURCES = ("Dockerfile", "requirements.txt", "harness.py", "protocol.py", "mplseed.py")
 SOURCE_HASH_LABEL = "io.python-coder.source-hash"
@@ -190,7 +190,7 @@ class BuildOutput:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self.console.print(message, markup=False, soft_wrap=True)
 
     def error(self, message: str) -> None:
         self.console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
@@ -380,7 +380,8 @@ def build_image(
                     step = _STEP_RE.match(line)
                     if step:
                         elapsed = time.monotonic() - out._started
-                        out.note(f"[{elapsed:5.0f}s] step {step[1]}/{step[2]}: {step[3][:110]}")
+                        command = " ".join(step[3].split())[:110]
+                        out.note(f"[{elapsed:5.0f}s] step {step[1]}/{step[2]}: {command}")
                     out.update(line[:120])
         except APIError as exc:
             raise RunnerBuildError(f"image build failed: {exc.explanation or exc}") from exc
