@@ -46,8 +46,9 @@ _OBJECT_ATTRIBUTE_BUILTINS = frozenset(
 _ESCAPE_DUNDERS = frozenset(n for n in ESCAPE_ATTRIBUTES | ESCAPE_NAMES if n.startswith("__"))
 # Builtins that make code from strings, looked up by name in a namespace dict.
 _EXEC_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "breakpoint"})
-# "{0.__globals__}".format(f) walks attributes inside the format string.
-_FORMAT_TRAVERSAL = re.compile(r"\{[^{}]*[.\[]\s*_")
+# "{0.__init__.__globals__}".format(f) walks attributes inside the format string.
+_FORMAT_FIELD = re.compile(r"\{([^{}]*)\}")
+_FORMAT_PART = re.compile(r"[.\[\]!:]")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _PATH_SPLIT = re.compile(r"[\\/]")
 # Path parts: (text, rootable). A rootable part replaces what came before when absolute
@@ -373,16 +374,16 @@ class Checker:
         ):
             candidates.extend(node.args[:1])
         for candidate in candidates:
-            if (
-                isinstance(candidate, ast.Constant)
-                and isinstance(candidate.value, str)
-                and _FORMAT_TRAVERSAL.search(candidate.value)
-            ):
-                self.emit(
-                    "escape-attribute",
-                    candidate,
-                    "format string walks private attributes ({x.__...})",
-                )
+            if isinstance(candidate, ast.Constant) and isinstance(candidate.value, str):
+                fields = _FORMAT_FIELD.findall(candidate.value)
+                parts = {p.strip() for f in fields for p in _FORMAT_PART.split(f)}
+                bad = sorted(parts & ESCAPE_ATTRIBUTES)
+                if bad:
+                    self.emit(
+                        "escape-attribute",
+                        candidate,
+                        f"format string walks to {bad[0]}, which leads to globals, code or frames",
+                    )
 
     def _dynamic_attribute(
         self,

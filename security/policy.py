@@ -85,16 +85,13 @@ class StaticPolicy:
         except (RecursionError, MemoryError):
             return _report([_too_complex("nesting too deep for the parser")])
         try:
-            module, order = ScopeBuilder(max_depth=MAX_AST_DEPTH, max_nodes=MAX_AST_NODES).build(
-                tree
-            )
-            resolver = Resolver()
-            findings = Checker(allowed=self.allowed, resolver=resolver).run(order)
+            builder = ScopeBuilder(max_depth=MAX_AST_DEPTH, max_nodes=MAX_AST_NODES)
+            _, order = builder.build(tree)
+            findings = Checker(allowed=self.allowed, resolver=Resolver()).run(order)
         except TooComplex as exc:
             return _report([_too_complex(str(exc))])
         except (RecursionError, MemoryError):
             return _report([_too_complex("expressions nested too deeply")])
-        del module
         return _report(_to_characters(findings, code))
 
 

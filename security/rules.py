@@ -90,9 +90,9 @@ BLOCKED_NAMES: dict[str, tuple[str, str]] = {
     "gc.get_referrers": ("escape-attribute", "walks the object graph to hidden objects"),
     "gc.get_referents": ("escape-attribute", "walks the object graph to hidden objects"),
     "gc.get_objects": ("escape-attribute", "walks the object graph to hidden objects"),
+    # Building code objects by hand. types.FunctionType stays allowed (isinstance checks):
+    # without a code object (compile, __code__, marshal, CodeType: all blocked) it runs nothing.
     "types.CodeType": ("blocked-call", _EXEC),
-    "types.FunctionType": ("blocked-call", _EXEC),
-    "types.LambdaType": ("blocked-call", _EXEC),
     "concurrent.futures.ProcessPoolExecutor": ("blocked-call", _PROCESS),
     "asyncio.create_subprocess_exec": ("blocked-call", _PROCESS),
     "asyncio.create_subprocess_shell": ("blocked-call", _PROCESS),
