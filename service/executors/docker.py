@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -39,6 +40,7 @@ from service.executors.base import (
     CONTAINER_LABEL,
     JOB_LABEL,
     Executor,
+    InputFile,
     ProducedFile,
     Readiness,
     RunRequest,
@@ -189,6 +191,61 @@ class Attachment:
             self.response.close()
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class Sender(threading.Thread):
+    """Writes the request frame and the input files, then half-closes stdin.
+
+    It runs beside the reader: a harness that stops reading early (a bad name, a full work
+    dir) answers and exits, and the daemon then stops taking stdin; writing and reading in
+    one thread would wait on each other until the deadline. It writes through its own socket
+    object (same connection) so its timeouts do not disturb the reader's.
+    """
+
+    def __init__(
+        self, sock: socket.socket, header: bytes, inputs: tuple[InputFile, ...], deadline: float
+    ) -> None:
+        super().__init__(name="pyc-docker-send", daemon=True)
+        self.sock = sock.dup()
+        self.header = header
+        self.inputs = inputs
+        self.deadline = deadline
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+        self.completed = False
+
+    def _write(self, data: bytes) -> None:
+        if self.stopping.is_set():
+            raise InterruptedError("the runner has answered")
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("sending the request took too long")
+        self.sock.settimeout(remaining)
+        self.sock.sendall(data)
+
+    def run(self) -> None:
+        try:
+            self._write(self.header)
+            for item in self.inputs:
+                with item.path.open("rb") as f:
+                    copy_exact(f.read, self._write, item.size)
+            self.completed = True
+        except BaseException as exc:  # reported by finish(); the thread must not die loudly
+            self.error = exc
+        finally:
+            # EOF for the harness, also after a failure, so it never waits for more bytes.
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+
+    def finish(self) -> None:
+        """Stop sending (the answer is in) and release the thread and its socket."""
+        self.stopping.set()
+        self.join(0.5)
+        if self.is_alive():  # blocked in sendall on a runner that stopped reading
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.join(GRACE_S)
+        self.sock.close()
 
 
 def safe_artifact_path(output_dir: Path, name: Any) -> Path:
@@ -374,12 +431,12 @@ class DockerExecutor(Executor):
         phases.start = time.monotonic() - mark
 
         mark = time.monotonic()
-        upload = sum(f.size for f in request.inputs)
-        send_deadline = time.monotonic() + SEND_BASE_S + upload / ASSUMED_BYTES_PER_S
-        sent_all = self._send(request, sock, send_deadline)
         limits = request.limits
+        send_budget = SEND_BASE_S + sum(f.size for f in request.inputs) / ASSUMED_BYTES_PER_S
+        sender = Sender(sock, self._request_header(request), request.inputs, mark + send_budget)
         read_deadline = (
-            time.monotonic()
+            mark
+            + send_budget
             + limits.timeout_s
             + GRACE_S
             + limits.max_artifacts_total_bytes / ASSUMED_BYTES_PER_S
@@ -389,6 +446,7 @@ class DockerExecutor(Executor):
         produced: list[ProducedFile] = []
         stream_timed_out = False
         problem: str | None = None
+        sender.start()
         try:
             header = read_header(demux.read_stdout)
             produced = self._receive_artifacts(header, demux, request)
@@ -401,6 +459,12 @@ class DockerExecutor(Executor):
                 demux.drain()
         except OSError as exc:
             problem = f"attach stream failed: {exc}"
+        finally:
+            sender.finish()
+        if isinstance(sender.error, ProtocolError):
+            raise ExecutorError(f"an input file changed while being sent: {sender.error}")
+        if sender.error is not None and not isinstance(sender.error, InterruptedError):
+            log.info("sending the request to %s stopped: %s", request.job_id, sender.error)
         phases.run = time.monotonic() - mark
 
         mark = time.monotonic()
@@ -423,7 +487,9 @@ class DockerExecutor(Executor):
                 )
             if oom:
                 return self._oom_result(request, RunResult(engine=self.name))
-            detail = problem or ("request not fully sent" if not sent_all else "no result frame")
+            detail = problem or (
+                "no result frame" if sender.completed else f"request not sent: {sender.error}"
+            )
             raise ExecutorError(
                 f"runner gave no result ({detail}; container exit {state.get('ExitCode')})",
                 detail={"diagnostics": diagnostics[-4000:]},
@@ -452,35 +518,6 @@ class DockerExecutor(Executor):
             exit_code=result.exit_code if result.exit_code is not None else -9,
             error=f"out of memory (limit {limit_mb} MB)",
         )
-
-    def _send(self, request: RunRequest, sock: socket.socket, deadline: float) -> bool:
-        """Write the request frame and the file bodies, then half-close stdin.
-
-        Returns False when the container stopped reading (it died early); the result stream
-        then says why.
-        """
-
-        def write(data: bytes) -> None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("sending the request took too long")
-            sock.settimeout(remaining)
-            sock.sendall(data)
-
-        try:
-            write(self._request_header(request))
-            for item in request.inputs:
-                with item.path.open("rb") as f:
-                    copy_exact(f.read, write, item.size)
-            sock.shutdown(socket.SHUT_WR)
-            return True
-        except ProtocolError as exc:
-            raise ExecutorError(f"input file changed while being sent: {exc}") from exc
-        except OSError as exc:  # BrokenPipe / reset / timeout: the runner went away
-            log.warning("sending the request to %s failed: %s", request.job_id, exc)
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
-            return False
 
     def _receive_artifacts(
         self, header: dict[str, Any], demux: Demux, request: RunRequest
@@ -521,6 +558,9 @@ class DockerExecutor(Executor):
                 self.client.wait(container_id, timeout=GRACE_S)
         try:
             state: dict[str, Any] = self.client.inspect_container(container_id)["State"]
+        except NotFound:
+            log.warning("container %s vanished before it was inspected", container_id[:12])
+            return {}
         except (DockerException, requests.exceptions.RequestException) as exc:
             raise self._translate(exc, "inspecting the container") from exc
         return state

@@ -352,3 +352,14 @@ def test_large_input_and_artifact_stream_through(
     assert result.stdout == f"{len(body)} {hashlib.sha256(body).hexdigest()}\n"
     (copy,) = result.artifacts
     assert copy.path.read_bytes() == body[::-1]
+
+
+def test_inputs_larger_than_the_work_dir_are_reported(
+    executor: DockerExecutor, make_request: MakeRequest
+) -> None:
+    request = make_request(
+        "print('ran')", {"big.bin": b"\0" * (24 * MB), "small.txt": b"x"}, workdir_bytes=8 * MB
+    )
+    result = executor.run(request)
+    assert not result.success and result.stdout == ""
+    assert result.error is not None and "No space left on device" in result.error
