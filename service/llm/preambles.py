@@ -57,6 +57,8 @@ def loading_snippet(name: str, metadata: Mapping[str, Any] | None = None) -> str
     """A snippet that loads ``name`` (a bare file name in the working directory)."""
     meta = metadata or {}
     suffix = PurePosixPath(name).suffix.lower()
+    if suffix in (".csv", ".tsv") or meta.get("type") in ("csv", "tsv"):
+        return _read_csv(name, meta, tab=suffix == ".tsv")
     template = SNIPPETS.get(suffix)
     if template is None:
         kind = str(meta.get("type", "")).lower()
@@ -65,6 +67,20 @@ def loading_snippet(name: str, metadata: Mapping[str, Any] | None = None) -> str
         template = TEXT if suffix in TEXT_SUFFIXES or meta.get("encoding") else BINARY
     encoding = str(meta.get("encoding") or "utf-8")
     return template.format(name=repr(name), var=variable_for(name), encoding=repr(encoding))
+
+
+def _read_csv(name: str, meta: Mapping[str, Any], *, tab: bool) -> str:
+    """``pd.read_csv`` with the delimiter and encoding intake detected."""
+    args = [repr(name)]
+    delimiter = meta.get("delimiter") or ("\t" if tab else ",")
+    if delimiter != ",":
+        args.append(f"sep={delimiter!r}")
+    encoding = str(meta.get("encoding") or "utf-8").lower()
+    if encoding not in ("utf-8", "utf8", "ascii"):
+        args.append(f"encoding={encoding!r}")
+    if meta.get("header_assumed") is False:
+        args.append("header=None")
+    return f"{variable_for(name)} = pd.read_csv({', '.join(args)})"
 
 
 def preamble(files: Mapping[str, Mapping[str, Any]]) -> str:

@@ -44,10 +44,13 @@ class Task:
     def files_section(self) -> str:
         if not self.files:
             return "(no input files)"
-        text = json.dumps(self.files, indent=1, default=str, ensure_ascii=False)
-        if len(text) > MAX_PREVIEW_CHARS * max(1, len(self.files)):
-            text = text[: MAX_PREVIEW_CHARS * len(self.files)] + "\n... (metadata truncated)"
-        return data(text)
+        lines = []
+        for name, meta in self.files.items():
+            text = json.dumps(meta, default=str, ensure_ascii=False, separators=(",", ":"))
+            if len(text) > MAX_PREVIEW_CHARS:
+                text = text[:MAX_PREVIEW_CHARS] + "... (metadata truncated)"
+            lines.append(f"{name}: {text}")
+        return data("\n".join(lines))
 
     def generate_prompt(self) -> str:
         return render(

@@ -118,3 +118,13 @@ def test_untrusted_text_cannot_close_its_data_section() -> None:
     query = prompt.split('<data name="query">', 1)[1]
     assert query.count("</data>") == 1 and "<\\/data>" in query
     assert data("</DATA>") == "<\\/data>"
+
+
+def test_csv_snippet_follows_detected_dialect() -> None:
+    meta = {"type": "csv", "delimiter": ";", "encoding": "latin-1", "header_assumed": True}
+    assert (
+        loading_snippet("eu.csv", meta) == "eu = pd.read_csv('eu.csv', sep=';', encoding='latin-1')"
+    )
+    assert loading_snippet("plain.csv", {"delimiter": ",", "encoding": "ascii"}) == (
+        "plain = pd.read_csv('plain.csv')"
+    )
