@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from service.settings import get_settings
 
@@ -193,12 +194,15 @@ class BuildOutput:
             self.console.print(message, markup=False, soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+        self.console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+    def elapsed(self) -> float:
+        """Seconds since the current ``activity`` began."""
+        return time.monotonic() - self._started
 
     def update(self, text: str) -> None:
         if self._status is not None:
-            elapsed = time.monotonic() - self._started
-            self._status.update(f"{self._title} [{elapsed:5.0f}s] {text}"[:200])
+            self._status.update(f"{self._title} [{self.elapsed():5.0f}s] {text}"[:200])
 
     @contextmanager
     def activity(self, title: str) -> Iterator[None]:
@@ -379,9 +383,8 @@ def build_image(
                     tail.append(line)
                     step = _STEP_RE.match(line)
                     if step:
-                        elapsed = time.monotonic() - out._started
                         command = " ".join(step[3].split())[:110]
-                        out.note(f"[{elapsed:5.0f}s] step {step[1]}/{step[2]}: {command}")
+                        out.note(f"[{out.elapsed():5.0f}s] step {step[1]}/{step[2]}: {command}")
                     out.update(line[:120])
         except APIError as exc:
             raise RunnerBuildError(f"image build failed: {exc.explanation or exc}") from exc

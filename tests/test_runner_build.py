@@ -227,7 +227,7 @@ def test_image_labels_user_and_package_list() -> None:
     assert proc.returncode == 0, proc.stderr
     config = json.loads(proc.stdout)[0]["Config"]
     assert config["Labels"]["io.python-coder.runner"] == "1"
-    assert len(config["Labels"][rb.SOURCE_HASH_LABEL]) == 64
+    assert len(config["Labels"].get(rb.SOURCE_HASH_LABEL, "")) == 64, "build with build-runner"
     assert config["User"] == "10001:10001" and config["WorkingDir"] == "/work"
     proc = _docker("run", "--rm", "--entrypoint", "cat", image, "/opt/python-coder/packages.json")
     packages = {rb.canonical_name(p["name"]): p["version"] for p in json.loads(proc.stdout)}
