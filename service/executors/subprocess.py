@@ -24,9 +24,13 @@ Isolation, detected once per executor and reported in ``RunResult.isolation``:
 * Without bwrap: rlimits, scrubbed env, own session (+ the job uid when root); nothing stops
   network access or reading world-readable files. Said at startup and in ``isolation``.
 
-Memory is ``RLIMIT_AS`` (set by the harness on the script); BLAS/OpenMP pools are pinned to
-one thread so their per-thread stacks and arenas do not eat the address space
-(``import pandas, numpy`` fits in 512 MB with room to spare).
+Memory is ``RLIMIT_AS`` (set by the harness on the script) = ``memory_bytes`` +
+``AS_HEADROOM_BYTES``. Address space is not resident memory: the data stack maps ~250 MB of
+shared libraries, and allocators reserve far more than they touch (pyarrow's mimalloc pool
+reserves 1 GiB up front; each glibc thread arena 64 MB). So BLAS/OpenMP pools are pinned to
+one thread, glibc to two arenas, pyarrow to the system allocator, and the limit gets 512 MiB
+of headroom: pandas + scipy + statsmodels + sklearn + matplotlib peak at ~630 MB of address
+space for ~270 MB resident. The docker engine limits resident memory (cgroup) instead.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ UID_COUNT = 1000
 UID_LOCK_DIR = Path(tempfile.gettempdir()) / "python-coder-sandbox-uids"
 MPL_SEED_DIR = Path(tempfile.gettempdir()) / f"python-coder-mplseed-{os.getuid()}"
 
+# Address space on top of memory_bytes for mappings that never become resident (see above).
+AS_HEADROOM_BYTES = 512 * 1024 * 1024
 # The harness has its own timeout; ours fires only if it is wedged. Covers interpreter
 # start, writing inputs and sending artifacts back.
 OUTER_GRACE_S = 15.0
@@ -313,6 +319,8 @@ class SubprocessExecutor(Executor):
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
             "NUMEXPR_MAX_THREADS": "1",
+            "MALLOC_ARENA_MAX": "2",
+            "ARROW_DEFAULT_MEMORY_POOL": "system",
         }
         inner = [*prlimit, *python, harness, work]
         if not iso.bwrap:
@@ -346,6 +354,7 @@ class SubprocessExecutor(Executor):
         limits = request.limits
         wire = limits.to_wire()
         wire["nproc"] = nproc
+        wire["memory_bytes"] = limits.memory_bytes + AS_HEADROOM_BYTES
         header: dict[str, Any] = {
             "code": request.code,
             "files": [{"name": f.name, "size": f.size} for f in request.inputs],

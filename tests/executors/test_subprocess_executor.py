@@ -178,6 +178,28 @@ def test_import_pandas_and_numpy_fit_the_default_memory_limit(runs: Runs) -> Non
     assert result.stdout.strip() == "1000.0"
 
 
+def test_heavy_data_stack_fits_the_default_memory_limit(runs: Runs) -> None:
+    """Address-space hungry imports (two OpenBLAS copies, pyarrow's allocator) still work
+    under the default 512 MB (RLIMIT_AS gets headroom for mappings that are never resident)."""
+    wanted = ["scipy.stats", "statsmodels.api", "sklearn.linear_model", "pyarrow.parquet"]
+    present = [m for m in wanted if runner_has(m)]
+    if len(present) < 2:
+        pytest.skip(f"runner lacks most of {wanted}")
+    code = (
+        "import pandas as pd\n"
+        + "".join(f"import {m}\n" for m in present)
+        + (
+            "s = pd.Series(['a', 'b']).str.upper()\n"
+            "print(len(s))\n"
+            "print([l for l in open('/proc/self/status') if l.startswith('VmPeak')][0].split()[1])\n"
+        )
+    )
+    result = runs.run(code)
+    assert result.success, result.stderr
+    assert result.stdout.splitlines()[0] == "2"
+    assert int(result.stdout.splitlines()[1]) > 0
+
+
 def test_png_artifact_via_matplotlib(runs: Runs) -> None:
     if not runner_has("matplotlib"):
         pytest.skip("matplotlib is not installed in the runner venv")
