@@ -123,6 +123,11 @@ class LLMClient:
         if response.usage is not None:
             meter.prompt_tokens += response.usage.prompt_tokens or 0
             meter.completion_tokens += response.usage.completion_tokens or 0
+        observe_llm(
+            1,
+            response.usage.prompt_tokens or 0 if response.usage else 0,
+            response.usage.completion_tokens or 0 if response.usage else 0,
+        )
         choices = getattr(response, "choices", None)
         if not choices or choices[0].message is None or not choices[0].message.content:
             raise LLMError("the model endpoint answered without any message content")

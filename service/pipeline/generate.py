@@ -10,7 +10,6 @@ from functools import cache
 from importlib import resources
 
 from security.policy import StaticPolicy
-
 from service.errors import LLMError
 from service.executors.base import Executor, RunResult
 from service.llm.client import LLMClient, UsageMeter
@@ -19,6 +18,7 @@ from service.llm.generator import generate_code
 from service.llm.modifier import repair_code
 from service.llm.prompts import Task
 from service.models import ExecutionResponse, Issue, VerificationRound
+from service.observability import outcome_of, record_execution
 from service.pipeline.jobs import Job, build_response, failure_reason, run_code
 from service.pipeline.verify_loop import Policy, is_blocking, static_issues, verify_and_modify
 from service.settings import Settings
@@ -92,6 +92,7 @@ async def run_generation(
     *,
     policy: Policy | None = None,
     timeout_s: float | None = None,
+    caller: str = "unknown",
 ) -> ExecutionResponse:
     """Generate, verify and run code for ``query`` against the job's files."""
     policy = policy or StaticPolicy()
@@ -154,6 +155,16 @@ async def run_generation(
         job.warnings.append("the last line of stdout is not JSON; see output for the raw text")
     job.timings["model"] = meter.model_s
     job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
+    record_execution(
+        settings,
+        caller=caller,
+        code=code,
+        input_files=[(f.name, f.size) for f in job.files],
+        engine=run.engine,
+        outcome=outcome_of(run),
+        phase_timings=dict(job.timings),
+        job_id=job.id,
+    )
     return build_response(
         job,
         code,

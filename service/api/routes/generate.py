@@ -15,6 +15,7 @@ from service.api.deps import (
 from service.errors import InvalidRequest
 from service.llm.client import build_llm
 from service.models import ExecutionResponse
+from service.observability import caller_identity
 from service.pipeline.generate import run_generation
 from service.pipeline.jobs import intake_uploads, open_job
 
@@ -46,7 +47,17 @@ async def generate(
             async with open_job(settings) as job:
                 await intake_uploads(job, parsed.uploads, settings)
                 return await run_generation(
-                    query, context, job, executor, settings, llm, policy=policy, timeout_s=timeout_s
+                    query,
+                    context,
+                    job,
+                    executor,
+                    settings,
+                    llm,
+                    policy=policy,
+                    timeout_s=timeout_s,
+                    caller=caller_identity(
+                        request.headers, request.client.host if request.client else None
+                    ),
                 )
         finally:
             await parsed.aclose()
