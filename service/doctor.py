@@ -107,6 +107,8 @@ def check_local_runner(settings: Settings) -> Check:
     name = "local runner venv"
     fix = "python-coder build-runner --local"
     need = settings.engine == "subprocess"
+    if settings.engine == "docker" and not python.exists():
+        return Check(name, OK, "not used (engine=docker)")
     if not python.exists():
         return Check(name, FAIL if need else WARN, f"{python} missing", fix)
     try:

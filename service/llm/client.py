@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletion
 
 from service.errors import LLMError, LLMNotConfigured, LLMTimeout
 from service.models import TokenUsage
+from service.observability import observe_llm
 from service.settings import Settings
 
 # Local servers (vLLM, Ollama, llama.cpp) accept any key; the openai client insists on one.
@@ -123,10 +124,11 @@ class LLMClient:
         if response.usage is not None:
             meter.prompt_tokens += response.usage.prompt_tokens or 0
             meter.completion_tokens += response.usage.completion_tokens or 0
+        usage = response.usage
         observe_llm(
             1,
-            response.usage.prompt_tokens or 0 if response.usage else 0,
-            response.usage.completion_tokens or 0 if response.usage else 0,
+            (usage.prompt_tokens or 0) if usage else 0,
+            (usage.completion_tokens or 0) if usage else 0,
         )
         choices = getattr(response, "choices", None)
         if not choices or choices[0].message is None or not choices[0].message.content:

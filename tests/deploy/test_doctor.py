@@ -98,10 +98,14 @@ def test_local_runner_missing_fails_only_when_it_is_the_engine(tmp_path: Path) -
         settings_for(tmp_path, engine="subprocess", local_runner_dir=missing)
     )
     assert needed.status == doctor.FAIL and "--local" in needed.fix
-    optional = doctor.check_local_runner(
+    fallback = doctor.check_local_runner(
+        settings_for(tmp_path, engine="auto", local_runner_dir=missing)
+    )
+    assert fallback.status == doctor.WARN
+    unused = doctor.check_local_runner(
         settings_for(tmp_path, engine="docker", local_runner_dir=missing)
     )
-    assert optional.status == doctor.WARN
+    assert unused.status == doctor.OK
 
 
 def run_doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
