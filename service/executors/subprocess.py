@@ -95,7 +95,8 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Per-job unprivileged uids (gateway as root). Far above normal and docker-remapped ranges.
 UID_BASE = 3_100_000
 UID_COUNT = 1000
-UID_LOCK_DIR = Path(tempfile.gettempdir()) / "python-coder-sandbox-uids"
+# Only root leases uids; /run is root's own (no other user can plant files or links there).
+UID_LOCK_DIR = Path("/run/python-coder-sandbox-uids")
 MPL_SEED_DIR = Path(tempfile.gettempdir()) / f"python-coder-mplseed-{os.getuid()}"
 
 # Address space on top of memory_bytes for mappings that never become resident (see above).
@@ -901,10 +902,17 @@ class _UidLease:
     @classmethod
     def acquire(cls) -> _UidLease:
         UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        st = UID_LOCK_DIR.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ExecutorError(f"{UID_LOCK_DIR} is not a private directory of ours")
         start = random.randrange(UID_COUNT)
         for i in range(UID_COUNT):
             uid = UID_BASE + (start + i) % UID_COUNT
-            fd = os.open(UID_LOCK_DIR / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(
+                UID_LOCK_DIR / str(uid),
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
