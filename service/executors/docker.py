@@ -25,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -98,9 +99,9 @@ class StreamTimeout(Exception):
 class Demux:
     """Reads docker's multiplexed attach stream: stdout on demand, stderr kept (capped)."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: Callable[[], float]) -> None:
         self.sock = sock
-        self.deadline = deadline
+        self.deadline = deadline  # asked again before every read: it moves once sending ends
         self.pending = bytearray()  # stdout bytes read but not yet consumed
         self.diagnostics = bytearray()
         self.diagnostics_truncated = False
@@ -109,14 +110,15 @@ class Demux:
     def _recv_exact(self, n: int) -> bytes | None:
         buf = bytearray()
         while len(buf) < n:
-            remaining = self.deadline - time.monotonic()
+            remaining = self.deadline() - time.monotonic()
             if remaining <= 0:
                 raise StreamTimeout
-            self.sock.settimeout(remaining)
+            # Short slices, so a deadline that moves (sending ended) is noticed.
+            self.sock.settimeout(min(remaining, 0.5))
             try:
                 chunk = self.sock.recv(n - len(buf))
-            except TimeoutError as exc:
-                raise StreamTimeout from exc
+            except TimeoutError:
+                continue
             if not chunk:
                 if buf:
                     raise ProtocolError("attach stream ended inside a frame")
@@ -213,6 +215,7 @@ class Sender(threading.Thread):
         self.stopping = threading.Event()
         self.error: BaseException | None = None
         self.completed = False
+        self.finished_at: float | None = None  # monotonic time the sending ended, either way
 
     def _write(self, data: bytes) -> None:
         if self.stopping.is_set():
@@ -236,6 +239,7 @@ class Sender(threading.Thread):
             # EOF for the harness, also after a failure, so it never waits for more bytes.
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)
+            self.finished_at = time.monotonic()
 
     def finish(self) -> None:
         """Stop sending (the answer is in) and release the thread and its socket."""
@@ -434,13 +438,15 @@ class DockerExecutor(Executor):
         limits = request.limits
         send_budget = SEND_BASE_S + sum(f.size for f in request.inputs) / ASSUMED_BYTES_PER_S
         sender = Sender(sock, self._request_header(request), request.inputs, mark + send_budget)
-        read_deadline = (
-            mark
-            + send_budget
-            + limits.timeout_s
-            + GRACE_S
-            + limits.max_artifacts_total_bytes / ASSUMED_BYTES_PER_S
+        # The script's clock starts when the harness has the whole request.
+        run_budget = (
+            limits.timeout_s + GRACE_S + limits.max_artifacts_total_bytes / ASSUMED_BYTES_PER_S
         )
+
+        def read_deadline() -> float:
+            sent = sender.finished_at
+            return (sent if sent is not None else sender.deadline) + run_budget
+
         demux = Demux(sock, read_deadline)
         header: dict[str, Any] | None = None
         produced: list[ProducedFile] = []

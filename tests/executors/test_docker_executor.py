@@ -314,7 +314,7 @@ def test_a_runner_that_never_answers_is_killed_at_the_deadline(
 
     monkeypatch.setattr(DockerExecutor, "_request_header", without_timeout)
     monkeypatch.setattr(docker_module, "GRACE_S", 1.0)
-    request = make_request("while True:\n    pass", timeout_s=1, max_artifacts_total_bytes=0)
+    request = make_request("import time\ntime.sleep(600)", timeout_s=1, max_artifacts_total_bytes=0)
     began = time.monotonic()
     result = executor.run(request)
     assert result.timed_out and not result.success
