@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from security.policy import StaticPolicy
-
 from service.errors import PolicyViolation
 from service.executors.base import Executor
 from service.models import ExecutionResponse
