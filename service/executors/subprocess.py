@@ -99,8 +99,10 @@ UID_COUNT = 1000
 UID_LOCK_DIR = Path("/run/python-coder-sandbox-uids")
 MPL_SEED_DIR = Path(tempfile.gettempdir()) / f"python-coder-mplseed-{os.getuid()}"
 
+MB = 1024 * 1024
+HOME_BYTES = 64 * MB  # the sandbox's $HOME (a tmpfs under bwrap)
 # Address space on top of memory_bytes for mappings that never become resident (see above).
-AS_HEADROOM_BYTES = 512 * 1024 * 1024
+AS_HEADROOM_BYTES = 512 * MB
 # The harness has its own timeout; ours fires only if it is wedged. Covers interpreter
 # start, writing inputs and sending artifacts back.
 OUTER_GRACE_S = 15.0
@@ -121,6 +123,7 @@ class Isolation:
     setpriv: str | None
     prlimit: str | None
     detail: str
+    sized_tmpfs: bool = False  # bwrap has --size: the sandbox's writable dirs are capped tmpfs
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -264,7 +267,8 @@ class SubprocessExecutor(Executor):
         try:
             job_dir = Path(tempfile.mkdtemp(prefix=f"job-{_safe(request.job_id)}-", dir=root))
             layout = _JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
-            layout.seed_matplotlib(self.matplotlib_seed(runner), uid)
+            if not (iso.bwrap and iso.sized_tmpfs):
+                layout.seed_matplotlib(self.matplotlib_seed(runner), uid)
             argv, env, cwd = self._command(request, runner, iso, layout, uid, nproc)
             result = self._supervise(request, argv, env, cwd, iso, layout, uid, nproc)
         finally:
@@ -338,7 +342,8 @@ class SubprocessExecutor(Executor):
                 "--inh-caps=-all",
                 "--",
             ]
-        argv = [iso.bwrap, *_bwrap_args(runner, layout, as_root=iso.as_root), *drop, *inner]
+        bwrap = _bwrap_args(runner, layout, request, self.matplotlib_seed(runner), iso)
+        argv = [iso.bwrap, *bwrap, *drop, *inner]
         return argv, env, "/"
 
     def _supervise(
@@ -592,7 +597,13 @@ class _JobLayout:
                 os.chown(path, uid, uid)
 
 
-def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> list[str]:
+def _bwrap_args(
+    runner: RunnerInfo,
+    layout: _JobLayout,
+    request: RunRequest,
+    seed: Path | None,
+    iso: Isolation,
+) -> list[str]:
     args = [
         "--unshare-net",
         "--unshare-pid",
@@ -614,7 +625,7 @@ def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> lis
             args += ["--symlink", os.readlink(target), f"/{link}"]
         elif target.is_dir():
             args += ["--ro-bind", str(target), f"/{link}"]
-    if not as_root:
+    if not iso.as_root:
         args += ["--unshare-user", "--cap-drop", "ALL"]
     args += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_FILES:
@@ -624,8 +635,21 @@ def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> lis
     # The job's own dirs first: a runner prefix may live under /tmp and must stay visible.
     made: set[str] = {"/", "/usr", "/etc", "/tmp"}
     args += _parents(Path(SANDBOX_HOME), made)
-    args += ["--bind", str(layout.work), SANDBOX_WORK, "--bind", str(layout.home), SANDBOX_HOME]
-    args += ["--bind", str(layout.tmp), "/tmp"]
+    mpl = f"{SANDBOX_HOME}/.config/matplotlib"
+    if iso.sized_tmpfs:
+        # Size-capped tmpfs: nothing the script writes reaches the host's disk, and all of it
+        # is bounded (the pages are RAM outside RLIMIT_AS, hence the caps).
+        work, scratch = request.limits.workdir_bytes, max(request.limits.workdir_bytes // 4, MB)
+        args += _tmpfs(SANDBOX_WORK, work) + _tmpfs("/tmp", scratch)
+        args += _tmpfs(SANDBOX_HOME, HOME_BYTES)
+        if seed is not None:
+            args += ["--perms", "1777", "--dir", f"{SANDBOX_HOME}/.config"]
+            args += ["--perms", "1777", "--dir", mpl]
+            for item in sorted(seed.iterdir()):
+                args += ["--ro-bind", str(item), f"{mpl}/{item.name}"]
+    else:  # an old bwrap without --size: the job dir on disk (capped per file by RLIMIT_FSIZE)
+        args += ["--bind", str(layout.work), SANDBOX_WORK, "--bind", str(layout.home), SANDBOX_HOME]
+        args += ["--bind", str(layout.tmp), "/tmp"]
     for prefix in runner.prefixes:
         if _under(prefix, Path("/usr")):
             continue
@@ -634,18 +658,17 @@ def _bwrap_args(runner: RunnerInfo, layout: _JobLayout, *, as_root: bool) -> lis
     args += _parents(Path(SANDBOX_HARNESS) / "x", made)
     for name in HARNESS_FILES:
         args += ["--ro-bind", str(HARNESS_DIR / name), f"{SANDBOX_HARNESS}/{name}"]
-    args += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--bind",
-        str(layout.shm),
-        "/dev/shm",
-        "--chdir",
-        SANDBOX_WORK,
-    ]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if iso.sized_tmpfs:
+        args += _tmpfs("/dev/shm", max(request.limits.workdir_bytes // 4, MB))
+    else:
+        args += ["--bind", str(layout.shm), "/dev/shm"]
+    args += ["--chdir", SANDBOX_WORK]
     return args
+
+
+def _tmpfs(path: str, size: int) -> list[str]:
+    return ["--size", str(size), "--perms", "1777", "--tmpfs", path]
 
 
 def _parents(path: Path, made: set[str]) -> list[str]:
@@ -941,8 +964,10 @@ def _detect_isolation(sandbox: str) -> Isolation:
     prlimit = shutil.which("prlimit", path=SYSTEM_PATH + ":/usr/sbin:/sbin")
     bwrap = shutil.which("bwrap", path=SYSTEM_PATH) if sandbox == "auto" else None
     notes = []
+    sized = False
     if bwrap:
         problem = _probe_bwrap(bwrap, as_root=as_root)
+        sized = problem is None and _probe_bwrap(bwrap, as_root=as_root, sized=True) is None
         if problem:
             notes.append(f"bwrap unusable: {problem}")
             bwrap = None
@@ -955,6 +980,10 @@ def _detect_isolation(sandbox: str) -> Isolation:
         notes.append("bwrap disabled")
     if bwrap:
         notes.append(f"bubblewrap at {bwrap}")
+        if sized:
+            notes.append("writable dirs are size-capped tmpfs")
+        else:
+            notes.append("bwrap lacks --size: work dir on disk, only RLIMIT_FSIZE caps it")
     else:
         notes.append("no namespaces: network and world-readable files are NOT isolated")
     notes.append(
@@ -962,11 +991,11 @@ def _detect_isolation(sandbox: str) -> Isolation:
     )
     if not prlimit:
         notes.append("prlimit missing: rlimits only from the harness")
-    return Isolation(bwrap, as_root, setpriv, prlimit, "; ".join(notes))
+    return Isolation(bwrap, as_root, setpriv, prlimit, "; ".join(notes), sized_tmpfs=sized)
 
 
-def _probe_bwrap(bwrap: str, *, as_root: bool) -> str | None:
-    """Start ``true`` in the namespaces we use; None when that works."""
+def _probe_bwrap(bwrap: str, *, as_root: bool, sized: bool = False) -> str | None:
+    """Start ``true`` in the namespaces we use (and a sized tmpfs); None when that works."""
     args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if not as_root:
         args += ["--unshare-user", "--cap-drop", "ALL"]
@@ -977,7 +1006,10 @@ def _probe_bwrap(bwrap: str, *, as_root: bool) -> str | None:
             args += ["--symlink", os.readlink(target), f"/{link}"]
         elif target.is_dir():
             args += ["--ro-bind", str(target), f"/{link}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--", "true"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if sized:
+        args += _tmpfs("/tmp", MB)
+    args += ["--", "true"]
     try:
         out = subprocess.run(args, capture_output=True, timeout=10, env={"PATH": SYSTEM_PATH})
     except (OSError, subprocess.SubprocessError) as exc:

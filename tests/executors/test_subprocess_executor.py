@@ -304,6 +304,25 @@ def test_huge_file_write_hits_the_file_size_limit(runs: Runs) -> None:
     assert all(a.size <= 1024 * 1024 for a in result.artifacts)
 
 
+def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
+    if not runs.executor.isolation().sized_tmpfs:
+        pytest.skip(f"no size-capped tmpfs here: {runs.executor.isolation().detail}")
+    code = (
+        "import os\n"
+        "try:\n"
+        "    for i in range(10):\n"
+        "        with open(f'chunk{i}.bin', 'wb') as f:\n"
+        "            f.write(b'0' * (4 * 1024 * 1024))\n"
+        "except OSError as exc:\n"
+        "    print('stopped at', i, exc.strerror)\n"
+        "    os.remove(f'chunk{i}.bin')\n"
+    )
+    result = runs.run(code, workdir_bytes=10 * 1024 * 1024)
+    assert result.success, result.stderr
+    assert result.stdout == "stopped at 2 No space left on device\n"
+    assert [a.name for a in result.artifacts] == ["chunk0.bin", "chunk1.bin"]
+
+
 def test_network_is_unreachable(runs: Runs) -> None:
     if "netns" not in runs.isolation:
         pytest.skip(f"no network namespace here: {runs.executor.isolation().detail}")
