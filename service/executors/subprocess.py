@@ -7,10 +7,13 @@ own session, rlimits, and an outer SIGKILL backstop to the harness's own timeout
 Isolation, detected once per executor and reported in ``RunResult.isolation``:
 
 * **bwrap** (bubblewrap works): new net/pid/ipc/uts/mount namespaces; the sandbox sees only
-  ``/usr``, a few ``/etc`` files, the runner interpreter (venv + base prefix, read-only), the
-  job's work dir at ``/sandbox``, its own ``/home/sandbox`` and ``/tmp`` (both in the job dir,
-  on disk: a tmpfs would be RAM outside ``RLIMIT_AS``). No gateway repo, ``/root``, ``/home``,
-  ``/etc/shadow`` or artifact store.
+  ``/usr``, a few ``/etc`` files (plus a generated passwd/group), the runner interpreter
+  (venv + base prefix) and the harness, all read-only. Its writable dirs are size-capped
+  tmpfs, like the docker engine's: the work dir ``/sandbox`` (``workdir_bytes``; inputs come
+  in and artifacts go out over the harness's pipes), ``/tmp`` and ``/dev/shm`` (a quarter of
+  that each) and ``$HOME`` (64 MB). So a script cannot fill the host's disk, and the RAM it
+  can park there (outside ``RLIMIT_AS``) is bounded. No gateway repo, ``/root``, ``/home``,
+  ``/etc/shadow`` or artifact store. (A bwrap without ``--size`` gets dirs of the job dir.)
 * **uid** (the gateway is root): the script runs as a per-job unprivileged uid with no
   capabilities. This is what makes ``RLIMIT_NPROC`` bite: the kernel never applies it to
   real uid 0, whatever the capabilities, so a user namespace mapped onto root (bwrap
@@ -22,7 +25,8 @@ Isolation, detected once per executor and reported in ``RunResult.isolation``:
   nproc limit then counts all of the gateway user's tasks, so it is set to the tasks that
   user has now plus the job's ``pids`` budget: a fork bomb is bounded, not confined per job.
 * Without bwrap: rlimits, scrubbed env, own session (+ the job uid when root); nothing stops
-  network access or reading world-readable files. Said at startup and in ``isolation``.
+  network access or reading world-readable files, and the work dir is on the host's disk
+  (only ``RLIMIT_FSIZE`` caps a file). Said at startup and in ``isolation``.
 
 Memory is ``RLIMIT_AS`` (set by the harness on the script) = ``memory_bytes`` +
 ``AS_HEADROOM_BYTES``. Address space is not resident memory: the data stack maps ~250 MB of
