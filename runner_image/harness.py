@@ -546,6 +546,13 @@ def run_request(header: dict[str, Any], workdir: str) -> tuple[dict[str, Any], C
     out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
     err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
 
+    # The source also goes on disk, as with `python script.py`: multiprocessing's spawn start
+    # method, inspect.getsource and tracebacks read it from there. It is in the snapshot, so
+    # it is no artifact unless the script changes it; an uploaded script.py is kept.
+    script_path = os.path.join(workdir, SCRIPT_NAME)
+    if not os.path.lexists(script_path):
+        with open(script_path, "x", encoding="utf-8") as f:
+            f.write(code)
     before = snapshot(workdir)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()

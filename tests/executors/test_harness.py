@@ -406,3 +406,19 @@ def test_an_input_that_cannot_be_written_is_reported_after_reading_everything(
     header = read_header(io.BytesIO(proc.stdout).read)
     assert header["stdout"] == "" and header["exit_code"] is None
     assert "writing input 'big.bin': File too large" in header["error"]
+
+
+def test_multiprocessing_fork_and_spawn_work(workdir: Path) -> None:
+    code = (
+        "import multiprocessing as mp\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "if __name__ == '__main__':\n"
+        "    for method in ('fork', 'spawn'):\n"
+        "        with mp.get_context(method).Pool(2) as pool:\n"
+        "            print(method, pool.map(square, range(4)))\n"
+    )
+    out = run_harness(workdir, code, timeout_s=60)
+    assert out.header["stdout"] == "fork [0, 1, 4, 9]\nspawn [0, 1, 4, 9]\n", out.header["stderr"]
+    assert out.files == {}  # script.py is on disk for spawn, but it is no artifact
+    assert (workdir / "script.py").read_text() == code
