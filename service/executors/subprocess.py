@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import random
+import re
 import selectors
 import shutil
 import signal
@@ -490,7 +491,7 @@ def _check_runs_unprivileged(python: Path) -> None:
     except (OSError, subprocess.SubprocessError) as exc:
         problem = str(exc)
     finally:
-        _kill_uid_quick(lease.uid)
+        _kill_uid(lease.uid)
         lease.release()
     if problem is not None:
         raise EngineUnavailable(
@@ -846,12 +847,21 @@ def _procs() -> list[int]:
     return [int(n) for n in os.listdir("/proc") if n.isdigit()]
 
 
-def _status(pid: int) -> dict[str, str]:
+_UID_LINE = re.compile(rb"^Uid:\s+(\d+)", re.M)
+_THREADS_LINE = re.compile(rb"^Threads:\s+(\d+)", re.M)
+
+
+def _status(pid: int) -> bytes:
     try:
-        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
-            return dict(line.split(":", 1) for line in f if ":" in line)
+        with open(f"/proc/{pid}/status", "rb") as f:
+            return f.read()
     except OSError:
-        return {}
+        return b""
+
+
+def _real_uid(status: bytes) -> int | None:
+    match = _UID_LINE.search(status)
+    return int(match.group(1)) if match else None
 
 
 def _tasks_of(uid: int) -> int:
@@ -859,24 +869,25 @@ def _tasks_of(uid: int) -> int:
     count = 0
     for pid in _procs():
         status = _status(pid)
-        uids = status.get("Uid", "").split()
-        if uids and int(uids[0]) == uid:
-            count += int(status.get("Threads", "1").strip() or 1)
+        if _real_uid(status) == uid:
+            threads = _THREADS_LINE.search(status)
+            count += int(threads.group(1)) if threads else 1
     return count
 
 
 def pids_of_uid(uid: int) -> list[int]:
-    found = []
-    for pid in _procs():
-        uids = _status(pid).get("Uid", "").split()
-        if uids and int(uids[0]) == uid:
-            found.append(pid)
-    return found
+    return [pid for pid in _procs() if _real_uid(_status(pid)) == uid]
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL every process of a job uid: one kill(-1) as that uid, then a /proc sweep."""
+    """SIGKILL every process of a job uid: one kill(-1) as that uid, then a /proc sweep.
+
+    Under bwrap the pid namespace died with the harness, so the first scan is empty.
+    """
+    if not pids_of_uid(uid):
+        return
     if os.path.exists("/bin/kill"):
+        # kill(-1) from the uid itself: atomic against a fork bomb, unlike a pid-by-pid sweep.
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(
                 ["/bin/kill", "-KILL", "-1"],
@@ -945,18 +956,13 @@ class _UidLease:
             except BlockingIOError:
                 os.close(fd)
                 continue
-            _kill_uid_quick(uid)  # leftovers of a crashed gateway must not count against us
+            _kill_uid(uid)  # leftovers of a crashed gateway must not count against us
             return cls(uid, fd)
         raise EngineUnavailable(f"all {UID_COUNT} sandbox uids are in use")
 
     def release(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)
-
-
-def _kill_uid_quick(uid: int) -> None:
-    if pids_of_uid(uid):
-        _kill_uid(uid)
 
 
 # ---------------------------------------------------------------------- detection
