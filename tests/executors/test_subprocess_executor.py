@@ -7,6 +7,7 @@ sandbox process is left.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import resource
@@ -389,7 +390,7 @@ def test_environment_is_scrubbed(runs: Runs, monkeypatch: pytest.MonkeyPatch) ->
     result = runs.run(code)
     assert result.success, result.stderr
     assert "sekrit" not in result.stdout and "LEAK" not in result.stdout
-    names = eval(result.stdout.splitlines()[0])
+    names = ast.literal_eval(result.stdout.splitlines()[0])
     assert not [n for n in names if n.startswith("PYTHON_CODE_") or n.startswith("AWS")]
     assert {"PATH", "HOME", "LANG", "MPLBACKEND", "MPLCONFIGDIR", "TMPDIR"} <= set(names)
 
@@ -408,11 +409,18 @@ def test_home_and_tmp_are_private_and_writable(runs: Runs) -> None:
     assert result.artifacts == ()  # home and tmp files are not artifacts
 
 
-def test_job_dirs_are_removed_even_when_the_script_locks_them(runs: Runs, tmp_path: Path) -> None:
-    code = "import os\nos.makedirs('locked/inner')\nopen('locked/inner/f', 'w').write('x')\nos.chmod('locked', 0)\n"
-    result = runs.run(code)
+def test_job_dirs_are_removed_even_when_the_script_locks_them(plain_runs: Runs) -> None:
+    """Without bwrap the work dir is on disk (under bwrap it is a tmpfs that just vanishes)."""
+    code = (
+        "import os\n"
+        "os.makedirs('locked/inner')\n"
+        "open('locked/inner/f', 'w').write('x')\n"
+        "os.chmod('locked/inner', 0)\n"
+        "os.chmod('locked', 0)\n"
+    )
+    result = plain_runs.run(code)
     assert result.success, result.stderr
-    assert list((tmp_path / "exec").iterdir()) == []
+    assert list((plain_runs.tmp / "exec").iterdir()) == []
 
 
 def test_concurrent_runs_get_distinct_sandboxes(runs: Runs) -> None:
