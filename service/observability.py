@@ -54,7 +54,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 
-PHASES = ("intake", "generate", "verify", "execute", "total")
+PHASES = ("intake", "generate", "verify", "execute", "repair", "total")
 OUTCOMES = ("success", "error", "timeout", "oom", "rejected", "failed")
 
 EXECUTIONS = Counter(
@@ -476,6 +476,24 @@ def audit_execution(
     return entry
 
 
+def standard_phases(timings: Mapping[str, float]) -> dict[str, float]:
+    """The pipeline's detailed timings folded into the histogram's phases.
+
+    ``verify`` is the static policy plus the verify -> modify loop (model and overhead);
+    detail keys (``model``, per-round averages, ...) stay in the response's ``timings``.
+    """
+    phases: dict[str, float] = {}
+    for phase in ("intake", "generate", "execute", "repair", "total"):
+        if phase in timings:
+            phases[phase] = timings[phase]
+    verify = [
+        timings[k] for k in ("policy", "verify_loop_model", "verify_loop_overhead") if k in timings
+    ]
+    if verify:
+        phases["verify"] = sum(verify)
+    return phases
+
+
 def record_execution(
     settings: Settings,
     *,
@@ -488,7 +506,7 @@ def record_execution(
     job_id: str | None = None,
 ) -> None:
     """Metrics + audit line for one finished (or rejected) execution, in one call."""
-    observe_execution(engine, outcome, phase_timings)
+    observe_execution(engine, outcome, standard_phases(phase_timings))
     total = phase_timings.get("total")
     if total is None:
         total = sum(v for k, v in phase_timings.items() if k != "total")

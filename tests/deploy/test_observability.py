@@ -177,3 +177,23 @@ def test_active_runs_and_wait_for_idle() -> None:
     assert obs.active_runs() == 0
     assert sample("python_coder_active_containers") == gauge
     assert obs.wait_for_idle(0.05) is True
+
+
+def test_detailed_timings_fold_into_the_standard_phases() -> None:
+    phases = obs.standard_phases(
+        {
+            "intake": 0.1,
+            "generate": 1.0,
+            "policy": 0.01,
+            "verify_loop_model": 2.0,
+            "verify_loop_overhead": 0.04,
+            "verify_loop_overhead_per_round": 0.02,
+            "model": 3.0,
+            "execute": 0.5,
+            "total": 3.7,
+        }
+    )
+    assert phases == pytest.approx(
+        {"intake": 0.1, "generate": 1.0, "verify": 2.05, "execute": 0.5, "total": 3.7}
+    )
+    assert set(phases) <= set(obs.PHASES)
