@@ -61,13 +61,24 @@ class CleanupReport:
 
 
 def _docker_client(timeout: int = 10) -> Any | None:
-    try:
-        import docker
+    """A client when an engine answers, else None: without one nothing of ours can run."""
+    from service.errors import EngineUnavailable
+    from service.executors.factory import ping_docker
 
+    try:
+        ping_docker()  # a plain-socket check first: docker-py leaks failed connections
+    except EngineUnavailable:
+        return None
+    import docker
+
+    client = None
+    try:
         client = docker.from_env(timeout=timeout)
         client.ping()
         return client
-    except Exception:  # no engine here: nothing of ours can be running in one
+    except Exception:
+        if client is not None:
+            client.close()
         return None
 
 

@@ -21,6 +21,13 @@ REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
 @cache
 def docker_problem() -> str | None:
     """``None`` when Docker tests can run, else why not."""
+    from service.errors import EngineUnavailable
+    from service.executors.factory import ping_docker
+
+    try:
+        ping_docker()  # plain socket first: docker-py leaks a failed connection (ResourceWarning)
+    except EngineUnavailable as exc:
+        return exc.message
     try:
         import docker
         from docker.errors import DockerException, ImageNotFound
