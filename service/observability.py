@@ -226,7 +226,7 @@ def render_metrics() -> tuple[bytes, str]:
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "python_coder_request_id", default=None
 )
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # LogRecord attributes that are not "extra" fields.
 _RECORD_ATTRS = frozenset(
@@ -340,7 +340,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if incoming and _SANE_REQUEST_ID.match(incoming) else None
+        request_id = incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else None
         request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
