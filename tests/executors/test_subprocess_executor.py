@@ -574,6 +574,8 @@ def test_unprivileged_gateway_contains_a_fork_bomb(
     work = shared_tmp / f"unpriv-{sandbox}"
     work.mkdir()
     os.chown(work, 65534, 65534)
+    seed_cache = Path(tempfile.gettempdir()) / "python-coder-mplseed-65534"
+    had_seed_cache = seed_cache.exists()
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(work),
@@ -598,6 +600,8 @@ def test_unprivileged_gateway_contains_a_fork_bomb(
         timeout=120,
         cwd=work,
     )
+    if not had_seed_cache:
+        shutil.rmtree(seed_cache, ignore_errors=True)
     if "Permission denied" in out.stderr and "site-packages" in out.stderr:
         pytest.skip("dev venv packages are not readable by nobody")
     assert out.returncode == 0, out.stderr[-3000:]
