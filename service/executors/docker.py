@@ -2,8 +2,9 @@
 
 Lifecycle by hand (``containers.run()`` would pull missing images and wait without a timeout):
 create -> attach stdin/stdout/stderr -> start -> send the request frame and the input files on
-stdin -> half-close -> read the multiplexed stream (stdout carries the result frame and the
-artifacts, stderr the harness's diagnostics) -> wait -> inspect -> remove, always.
+stdin, then half-close (a second thread) while reading the multiplexed stream (stdout carries
+the result frame and the artifacts, stderr the harness's diagnostics) -> wait -> inspect ->
+remove, always. Blocking throughout: call it from a worker thread, never the event loop.
 
 No ``docker exec`` (processes it starts escape the pids limit), no bind mounts, no archive
 copies: the work dir is a tmpfs that lives and dies with the container.
@@ -26,7 +27,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -80,7 +81,6 @@ class Phases:
     run: float = 0.0  # send the request until the result stream ends
     collect: float = 0.0  # wait + inspect
     remove: float = 0.0
-    marks: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -321,6 +321,8 @@ class DockerExecutor(Executor):
             )
         if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
             return EngineUnavailable(f"Docker engine unreachable while {doing}: {exc}")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return EngineUnavailable(f"Docker engine did not answer in time while {doing}")
         if isinstance(exc, APIError) and exc.is_server_error():
             return ExecutorError(f"Docker engine failed while {doing}: {exc.explanation or exc}")
         if isinstance(exc, DockerException | requests.exceptions.RequestException):
