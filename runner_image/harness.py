@@ -8,7 +8,10 @@ the descriptor is closed in the child and the harness makes itself non-dumpable,
 cannot reopen it through ``/proc/<pid>/fd``.
 
 The work dir is ``argv[1]``, else ``$PYC_WORKDIR``, else the current directory, so the same
-file serves the docker engine (``WORKDIR /work``) and the subprocess engine.
+file serves the docker engine (``WORKDIR /work``) and the subprocess engine. The script runs
+as ``__main__`` from ``script.py`` in that dir (written there unless an input has the name);
+modules named in ``$PYC_PREIMPORT`` (default ``numpy,pandas``) are imported before the request
+is read, so a runner started ahead of its request is warm.
 """
 
 from __future__ import annotations
@@ -529,7 +532,11 @@ def describe_exit(
     elif signum == signal.SIGXFSZ:
         result["error"] = f"file size limit exceeded ({limits.get('fsize_bytes')} bytes)"
     elif signum is not None:
-        result["error"] = f"killed by signal {signal.Signals(signum).name}"
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:  # real-time signals have no name
+            name = f"{signum}"
+        result["error"] = f"killed by signal {name}"
     return result
 
 

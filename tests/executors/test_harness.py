@@ -227,6 +227,9 @@ def test_death_by_signal_is_reported(workdir: Path) -> None:
     h = run_harness(workdir, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)").header
     assert h["exit_code"] == -signal.SIGTERM and h["signal"] == signal.SIGTERM
     assert h["error"] == "killed by signal SIGTERM"
+    h = run_harness(workdir, "import os, signal\nos.kill(os.getpid(), signal.SIGRTMIN + 3)").header
+    assert h["exit_code"] == -(signal.SIGRTMIN + 3)
+    assert h["error"] == f"killed by signal {signal.SIGRTMIN + 3}"
     h = run_harness(workdir, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)").header
     assert h["exit_code"] == -9 and h["error"].startswith("killed (SIGKILL)")
 
