@@ -11,8 +11,9 @@ copies: the work dir is a tmpfs that lives and dies with the container.
 
 ``/work`` and ``/tmp`` are mounted ``noexec,nosuid,nodev``: scripts are Python source read by
 the interpreter, so nothing legitimate needs to execute a file from them, and it stops a
-script from dropping and running a binary. Note that tmpfs pages are charged to the
-container's memory limit, so uploads and produced files share ``memory_bytes`` with the script.
+script from dropping and running a binary. tmpfs pages are charged to the container's memory
+limit, so the container gets ``memory_bytes`` plus the size of its inputs: uploads do not eat
+the script's budget; files the script produces do share it.
 """
 
 from __future__ import annotations
@@ -335,6 +336,7 @@ class DockerExecutor(Executor):
         # Docker copies the image's directory mode onto a tmpfs but not its owner, so the
         # owner is set here: the work dir does not depend on how the image made /work.
         work = f"{mount},uid={RUNNER_UID},gid={RUNNER_UID},size={limits.workdir_bytes}"
+        memory = limits.memory_bytes + sum(f.size for f in request.inputs)
         return self.client.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
@@ -342,8 +344,8 @@ class DockerExecutor(Executor):
             read_only=True,
             tmpfs={"/work": work, "/tmp": f"{mount},mode=1777,size=64m"},
             pids_limit=limits.pids,
-            mem_limit=limits.memory_bytes,
-            memswap_limit=limits.memory_bytes,
+            mem_limit=memory,
+            memswap_limit=memory,
             nano_cpus=int(limits.cpus * 1e9),
             ulimits=[
                 Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),

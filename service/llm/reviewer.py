@@ -36,7 +36,7 @@ def _issue(raw: Any) -> Issue | None:
     return Issue(
         source="review",
         message=str(raw["message"]).strip(),
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         category=category,
         line=line if isinstance(line, int) and line > 0 else None,
         # A critical security remark must be fixed, not argued away by the same kind of model

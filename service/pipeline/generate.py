@@ -20,7 +20,7 @@ from service.llm.prompts import Task
 from service.models import ExecutionResponse, Issue, VerificationRound
 from service.observability import outcome_of, record_execution
 from service.pipeline.jobs import Job, build_response, failure_reason, run_code
-from service.pipeline.verify_loop import Policy, is_blocking, static_issues, verify_and_modify
+from service.pipeline.verify_loop import is_blocking, static_issues, verify_and_modify
 from service.settings import Settings
 
 # The seed's package set; the runner image's own lock file wins when it is installed.
@@ -90,7 +90,7 @@ async def run_generation(
     settings: Settings,
     llm: LLMClient,
     *,
-    policy: Policy | None = None,
+    policy: StaticPolicy | None = None,
     timeout_s: float | None = None,
     caller: str = "unknown",
 ) -> ExecutionResponse:

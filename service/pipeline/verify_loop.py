@@ -23,8 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
+from security.policy import StaticPolicy
 from service.errors import VerificationFailed
 from service.llm.client import LLMClient, UsageMeter
 from service.llm.modifier import Modification, OverrideRequest, modify_code
@@ -37,35 +38,16 @@ SYNTAX_RULE = "syntax-error"
 Action = Literal["approved", "partial", "rejected"]
 
 
-class _Finding(Protocol):
-    rule_id: str
-    severity: str
-    message: str
-    line: int | None
-    col: int | None
-    hard: bool
-
-
-class _Report(Protocol):
-    @property
-    def findings(self) -> Sequence[_Finding]: ...
-
-
-class Policy(Protocol):
-    def check(self, code: str) -> _Report: ...
-
-
-def static_issues(code: str, policy: Policy) -> list[Issue]:
+def static_issues(code: str, policy: StaticPolicy) -> list[Issue]:
     """Policy findings as issues; hard findings and syntax errors are not overridable."""
     issues = []
     for f in policy.check(code).findings:
         syntax = f.rule_id == SYNTAX_RULE
-        severity = f.severity if f.severity in ("critical", "major", "minor", "info") else "major"
         issues.append(
             Issue(
                 source="syntax" if syntax else "policy",
                 message=f.message,
-                severity=severity,  # type: ignore[arg-type]
+                severity=f.severity,
                 category="syntax" if syntax else "security",
                 rule_id=f.rule_id,
                 line=f.line,
@@ -183,7 +165,7 @@ async def _verify(
     task: Task,
     llm: LLMClient,
     meter: UsageMeter,
-    policy: Policy,
+    policy: StaticPolicy,
     state: _State,
     timing: dict[str, float],
 ) -> list[Issue]:
@@ -214,7 +196,7 @@ async def verify_and_modify(
     llm: LLMClient,
     meter: UsageMeter,
     settings: Settings,
-    policy: Policy,
+    policy: StaticPolicy,
 ) -> LoopOutcome:
     """Run the loop on freshly generated ``code``; raise ``VerificationFailed`` when it ends."""
     state = _State()
