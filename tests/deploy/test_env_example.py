@@ -31,7 +31,7 @@ def test_env_example_as_env_file_is_valid_settings(monkeypatch: pytest.MonkeyPat
     for name in list(os.environ):
         if name.startswith("PYTHON_CODE_"):
             monkeypatch.delenv(name)
-    settings = Settings(_env_file=REPO / ".env.example")  # type: ignore[call-arg]
+    settings = Settings(_env_file=REPO / ".env.example")
     assert settings.engine == "auto" and settings.timeout == 30
 
 

@@ -16,7 +16,7 @@ import docker
 import httpx
 import pytest
 
-from service.executors.base import CONTAINER_LABEL
+from service.executors.base import CONTAINER_LABEL, JOB_LABEL
 from service.settings import get_settings
 from tests.deploy.gateway import GatewayProcess
 
@@ -44,13 +44,6 @@ def gateway_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def ours(client: docker.DockerClient) -> dict[str, str]:
-    """id -> status of every container (any state) carrying our label."""
-    return {
-        c.id: c.status for c in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
-    }
-
-
 def start_long_run(gateway: GatewayProcess) -> threading.Thread:
     """POST a long script from a thread; the call dies with the gateway, which is expected."""
 
@@ -67,14 +60,21 @@ def start_long_run(gateway: GatewayProcess) -> threading.Thread:
     return thread
 
 
-def wait_for_new_container(
-    client: docker.DockerClient, before: dict[str, str], timeout_s: float = 60
+def wait_for_job_container(
+    client: docker.DockerClient, exec_dir: Path, timeout_s: float = 60
 ) -> str:
+    """The running container of this gateway's job: its scratch dir under ``exec_dir/jobs``
+    is named by the job id, which the container carries as a label (other suites may share
+    the engine, so "any new container" would not do)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        running = {i for i, s in ours(client).items() if s == "running"} - set(before)
-        if running:
-            return running.pop()
+        jobs = exec_dir / "jobs"
+        for job in jobs.iterdir() if jobs.is_dir() else []:
+            found = client.containers.list(
+                filters={"label": [CONTAINER_LABEL, f"{JOB_LABEL}={job.name}"]}
+            )
+            if found and found[0].status == "running":
+                return str(found[0].id)
         time.sleep(0.2)
     raise AssertionError("no runner container started for the long script")
 
@@ -84,11 +84,10 @@ def test_restart_removes_the_orphan_of_a_killed_gateway(
 ) -> None:
     env = gateway_env(tmp_path)
     gateway = GatewayProcess(env, tmp_path / "gateway.log")
-    before = ours(engine)
     try:
         gateway.start()
         caller = start_long_run(gateway)
-        orphan = wait_for_new_container(engine, before)
+        orphan = wait_for_job_container(engine, tmp_path / "exec")
         gateway.kill()
         caller.join(10)
         # The crash left the container and the job's scratch dir behind.
@@ -107,7 +106,6 @@ def test_restart_removes_the_orphan_of_a_killed_gateway(
         assert "Application shutdown complete" in restarted.logs()
     finally:
         gateway.stop()
-    assert set(ours(engine)) <= set(before)
 
 
 def test_sigterm_kills_a_run_that_outlives_the_grace_period(
@@ -116,11 +114,10 @@ def test_sigterm_kills_a_run_that_outlives_the_grace_period(
     gateway = GatewayProcess(
         gateway_env(tmp_path, PYTHON_CODE_SHUTDOWN_GRACE_S="1"), tmp_path / "gateway.log"
     )
-    before = ours(engine)
     try:
         gateway.start()
         caller = start_long_run(gateway)
-        container = wait_for_new_container(engine, before)
+        container = wait_for_job_container(engine, tmp_path / "exec")
         started = time.monotonic()
         code = gateway.terminate(60)
         stopped_in = time.monotonic() - started
@@ -133,4 +130,3 @@ def test_sigterm_kills_a_run_that_outlives_the_grace_period(
         assert "grace period over" in gateway.logs()
     finally:
         gateway.stop()
-    assert set(ours(engine)) <= set(before)
