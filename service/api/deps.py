@@ -18,6 +18,7 @@ from service.errors import InvalidRequest, PayloadTooLarge
 from service.executors.base import Executor
 from service.executors.factory import ExecutorRegistry
 from service.models import ExecuteJSONRequest, InlineFile
+from service.observability import caller_identity
 from service.pipeline.jobs import Upload
 from service.settings import Settings, get_settings
 
@@ -42,10 +43,6 @@ def get_policy(request: Request) -> StaticPolicy:
 
 
 PolicyDep = Annotated[StaticPolicy, Depends(get_policy)]
-
-
-def pick_executor(registry: ExecutorRegistry, engine: str | None) -> Executor:
-    return registry.get(engine)
 
 
 @dataclass
@@ -163,3 +160,42 @@ def engine_field(fields: dict[str, Any]) -> str | None:
     if engine not in (None, "auto", "docker", "subprocess"):
         raise InvalidRequest(f"engine must be auto, docker or subprocess, got {engine!r}")
     return engine
+
+
+@dataclass
+class JobInput:
+    """A job request, parsed: its text fields, its uploads, the engine, timeout and caller."""
+
+    fields: dict[str, str]
+    uploads: list[Upload]
+    executor: Executor
+    timeout_s: float | None
+    caller: str
+
+    def required(self, name: str) -> str:
+        value = self.fields.get(name, "")
+        if not value.strip():
+            raise InvalidRequest(f"field {name!r} is required and must not be empty")
+        return value
+
+
+async def job_input(
+    request: Request, settings: SettingsDep, registry: RegistryDep
+) -> AsyncIterator[JobInput]:
+    """Parse the body once for any job endpoint; spooled uploads are closed afterwards."""
+    parsed = await parse_job_request(request, settings)
+    try:
+        yield JobInput(
+            fields=parsed.fields,
+            uploads=parsed.uploads,
+            executor=registry.get(engine_field(parsed.fields)),
+            timeout_s=float_field(parsed.fields, "timeout_s", maximum=settings.max_timeout),
+            caller=caller_identity(
+                request.headers, request.client.host if request.client else None
+            ),
+        )
+    finally:
+        await parsed.aclose()
+
+
+JobInputDep = Annotated[JobInput, Depends(job_input)]

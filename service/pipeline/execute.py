@@ -8,8 +8,8 @@ from security.policy import StaticPolicy
 from service.errors import PolicyViolation
 from service.executors.base import Executor
 from service.models import ExecutionResponse
-from service.observability import outcome_of, record_execution
-from service.pipeline.jobs import Job, build_response, run_code
+from service.observability import outcome_of
+from service.pipeline.jobs import Job, build_response, record_job, run_code
 from service.settings import Settings
 
 
@@ -47,14 +47,5 @@ async def run_execution(
         outcome, engine = outcome_of(run), run.engine
     finally:
         job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
-        record_execution(
-            settings,
-            caller=caller,
-            code=code,
-            input_files=[(f.name, f.size) for f in job.files],
-            engine=engine,
-            outcome=outcome,
-            phase_timings=dict(job.timings),
-            job_id=job.id,
-        )
+        record_job(job, settings, caller=caller, code=code, engine=engine, outcome=outcome)
     return build_response(job, code, run, engine=executor.name)

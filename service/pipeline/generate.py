@@ -18,8 +18,8 @@ from service.llm.generator import generate_code
 from service.llm.modifier import repair_code
 from service.llm.prompts import Task
 from service.models import ExecutionResponse, Issue, VerificationRound
-from service.observability import outcome_of, record_execution
-from service.pipeline.jobs import Job, build_response, failure_reason, run_code
+from service.observability import outcome_of
+from service.pipeline.jobs import Job, build_response, failure_reason, record_job, run_code
 from service.pipeline.verify_loop import is_blocking, static_issues, verify_and_modify
 from service.settings import Settings
 
@@ -155,16 +155,7 @@ async def run_generation(
         job.warnings.append("the last line of stdout is not JSON; see output for the raw text")
     job.timings["model"] = meter.model_s
     job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)
-    record_execution(
-        settings,
-        caller=caller,
-        code=code,
-        input_files=[(f.name, f.size) for f in job.files],
-        engine=run.engine,
-        outcome=outcome_of(run),
-        phase_timings=dict(job.timings),
-        job_id=job.id,
-    )
+    record_job(job, settings, caller=caller, code=code, engine=run.engine, outcome=outcome_of(run))
     return build_response(
         job,
         code,

@@ -18,7 +18,7 @@ import anyio
 from files.intake import FileIntake, IntakeLimits, StoredFile
 from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
 from service.models import Artifact, ExecutionResponse
-from service.observability import observe_upload, track_active_container
+from service.observability import observe_upload, record_execution, track_active_container
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,22 @@ def failure_reason(run: RunResult) -> str | None:
     if run.stderr:
         reasons.append(run.stderr)
     return "\n".join(reasons) or f"exit code {run.exit_code}"
+
+
+def record_job(
+    job: Job, settings: Settings, *, caller: str, code: str, engine: str, outcome: str
+) -> None:
+    """Metrics and the audit line for one finished (or refused) job."""
+    record_execution(
+        settings,
+        caller=caller,
+        code=code,
+        input_files=[(f.name, f.size) for f in job.files],
+        engine=engine,
+        outcome=outcome,
+        phase_timings=dict(job.timings),
+        job_id=job.id,
+    )
 
 
 def build_response(

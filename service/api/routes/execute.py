@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from service.api.deps import (
-    PolicyDep,
-    RegistryDep,
-    SettingsDep,
-    engine_field,
-    float_field,
-    parse_job_request,
-)
-from service.errors import InvalidRequest, NotFound
+from service.api.deps import JobInputDep, PolicyDep, SettingsDep
+from service.errors import NotFound
 from service.models import ExecutionResponse
-from service.observability import caller_identity
 from service.pipeline.execute import run_execution
 from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
 
@@ -28,32 +20,27 @@ router = APIRouter(prefix="/v1", tags=["execute"])
     "/execute",
     response_model=ExecutionResponse,
     summary="Run Python code against uploaded files in a fresh sandbox",
+    description=(
+        "multipart/form-data (`code`, `files` repeatable, `timeout_s`, `engine`) or JSON "
+        "(`code`, `files` inline, `timeout_s`, `engine`). 422 when the static policy refuses "
+        "the code; a script that fails is a 200 with `success: false`."
+    ),
 )
 async def execute(
-    request: Request, settings: SettingsDep, registry: RegistryDep, policy: PolicyDep
+    job_in: JobInputDep, settings: SettingsDep, policy: PolicyDep
 ) -> ExecutionResponse:
-    parsed = await parse_job_request(request, settings)
-    try:
-        code = parsed.fields.get("code", "")
-        if not code.strip():
-            raise InvalidRequest("field 'code' is required and must not be empty")
-        timeout_s = float_field(parsed.fields, "timeout_s", maximum=settings.max_timeout)
-        executor = registry.get(engine_field(parsed.fields))
-        async with open_job(settings) as job:
-            await intake_uploads(job, parsed.uploads, settings)
-            return await run_execution(
-                job,
-                code,
-                executor=executor,
-                settings=settings,
-                policy=policy,
-                timeout_s=timeout_s,
-                caller=caller_identity(
-                    request.headers, request.client.host if request.client else None
-                ),
-            )
-    finally:
-        await parsed.aclose()
+    code = job_in.required("code")
+    async with open_job(settings) as job:
+        await intake_uploads(job, job_in.uploads, settings)
+        return await run_execution(
+            job,
+            code,
+            executor=job_in.executor,
+            settings=settings,
+            policy=policy,
+            timeout_s=job_in.timeout_s,
+            caller=job_in.caller,
+        )
 
 
 @router.get(

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from service.api.deps import (
-    PolicyDep,
-    RegistryDep,
-    SettingsDep,
-    engine_field,
-    float_field,
-    parse_job_request,
-)
-from service.errors import InvalidRequest
-from service.llm.client import build_llm
+from fastapi import APIRouter, Depends
+
+from service.api.deps import JobInputDep, PolicyDep, SettingsDep
+from service.llm.client import LLMClient, build_llm
 from service.models import ExecutionResponse
-from service.observability import caller_identity
 from service.pipeline.generate import run_generation
 from service.pipeline.jobs import intake_uploads, open_job
 
 router = APIRouter(prefix="/v1", tags=["generate"])
+
+
+async def llm_client(settings: SettingsDep) -> AsyncIterator[LLMClient]:
+    """The model client for one request; ``LLMNotConfigured`` (503) before any upload is read."""
+    llm = build_llm(settings)
+    try:
+        yield llm
+    finally:
+        await llm.close()
 
 
 @router.post(
@@ -32,34 +35,22 @@ router = APIRouter(prefix="/v1", tags=["generate"])
     ),
 )
 async def generate(
-    request: Request, settings: SettingsDep, registry: RegistryDep, policy: PolicyDep
+    llm: Annotated[LLMClient, Depends(llm_client)],
+    job_in: JobInputDep,
+    settings: SettingsDep,
+    policy: PolicyDep,
 ) -> ExecutionResponse:
-    llm = build_llm(settings)  # LLMNotConfigured (503) before reading any upload
-    try:
-        parsed = await parse_job_request(request, settings)
-        try:
-            query = parsed.fields.get("query", "").strip()
-            if not query:
-                raise InvalidRequest("field 'query' is required and must not be empty")
-            context = parsed.fields.get("context") or None
-            timeout_s = float_field(parsed.fields, "timeout_s", maximum=settings.max_timeout)
-            executor = registry.get(engine_field(parsed.fields))
-            async with open_job(settings) as job:
-                await intake_uploads(job, parsed.uploads, settings)
-                return await run_generation(
-                    query,
-                    context,
-                    job,
-                    executor,
-                    settings,
-                    llm,
-                    policy=policy,
-                    timeout_s=timeout_s,
-                    caller=caller_identity(
-                        request.headers, request.client.host if request.client else None
-                    ),
-                )
-        finally:
-            await parsed.aclose()
-    finally:
-        await llm.close()
+    query = job_in.required("query").strip()
+    async with open_job(settings) as job:
+        await intake_uploads(job, job_in.uploads, settings)
+        return await run_generation(
+            query,
+            job_in.fields.get("context") or None,
+            job,
+            job_in.executor,
+            settings,
+            llm,
+            policy=policy,
+            timeout_s=job_in.timeout_s,
+            caller=job_in.caller,
+        )
