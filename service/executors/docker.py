@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import docker
@@ -48,8 +47,8 @@ from service.executors.base import (
     Readiness,
     RunRequest,
     RunResult,
-    SkippedFile,
 )
+from service.executors.results import receive_artifacts, result_from_header
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -253,16 +252,6 @@ class Sender(threading.Thread):
         self.sock.close()
 
 
-def safe_artifact_path(output_dir: Path, name: Any) -> Path:
-    """Where a produced file goes; the name comes from inside the sandbox, so check it."""
-    if not isinstance(name, str) or not name or "\x00" in name or name.startswith("/"):
-        raise ProtocolError(f"bad artifact name {name!r}")
-    parts = PurePosixPath(name).parts
-    if any(part in ("", ".", "..") for part in name.split("/")) or not parts:
-        raise ProtocolError(f"bad artifact name {name!r}")
-    return output_dir.joinpath(*parts)
-
-
 def container_name(job_id: str) -> str:
     return f"pyc-{_NAME_OK.sub('-', job_id)[:12]}-{secrets.token_hex(3)}"
 
@@ -453,13 +442,15 @@ class DockerExecutor(Executor):
 
         demux = Demux(sock, read_deadline)
         header: dict[str, Any] | None = None
-        produced: list[ProducedFile] = []
+        produced: tuple[ProducedFile, ...] = ()
         stream_timed_out = False
         problem: str | None = None
         sender.start()
         try:
             header = read_header(demux.read_stdout)
-            produced = self._receive_artifacts(header, demux, request)
+            # Read apart from the header: bad files after a good header are an unreadable
+            # result (below), never mistaken for a runner that died of OOM before answering.
+            produced = receive_artifacts(header, demux.read_stdout, request)
             demux.drain()
         except StreamTimeout:
             stream_timed_out = True
@@ -508,7 +499,9 @@ class DockerExecutor(Executor):
             raise ExecutorError(f"runner result unreadable: {problem}")
         if stream_timed_out:  # the header came, the produced files did not
             raise ExecutorError("runner stalled while sending the produced files")
-        result = _result_from_header(header, self.name, produced, self.isolation)
+        result = result_from_header(
+            header, engine=self.name, artifacts=produced, isolation=self.isolation
+        )
         # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
         # the container, also when only the forked script died and the harness (PID 1)
         # answered: that flag is the authority, the harness's SIGKILL report only a hint.
@@ -528,31 +521,6 @@ class DockerExecutor(Executor):
             exit_code=result.exit_code if result.exit_code is not None else -9,
             error=f"out of memory (limit {limit_mb} MB)",
         )
-
-    def _receive_artifacts(
-        self, header: dict[str, Any], demux: Demux, request: RunRequest
-    ) -> list[ProducedFile]:
-        files = header.get("files") or []
-        if not isinstance(files, list):
-            raise ProtocolError("'files' is not a list")
-        limits = request.limits
-        if len(files) > limits.max_artifacts:
-            raise ProtocolError(f"runner listed {len(files)} files, over the limit")
-        total = 0
-        produced: list[ProducedFile] = []
-        for entry in files:
-            size = entry.get("size") if isinstance(entry, dict) else None
-            if not isinstance(size, int) or size < 0 or size > limits.max_artifact_bytes:
-                raise ProtocolError(f"bad artifact entry {entry!r}")
-            total += size
-            if total > limits.max_artifacts_total_bytes:
-                raise ProtocolError("runner sent more artifact bytes than allowed")
-            path = safe_artifact_path(request.output_dir, entry.get("name"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("wb") as out:
-                copy_exact(demux.read_stdout, out.write, size)
-            produced.append(ProducedFile(name=entry["name"], size=size, path=path))
-        return produced
 
     def _kill(self, container_id: str) -> None:
         with contextlib.suppress(DockerException, requests.exceptions.RequestException):
@@ -652,33 +620,6 @@ def _image_is_current(labels: dict[str, str]) -> bool | None:
         return bool(labels[SOURCE_HASH_LABEL] == runner_source_hash())
     except (ImportError, OSError):
         return None
-
-
-def _result_from_header(
-    header: dict[str, Any], engine: str, produced: list[ProducedFile], isolation: tuple[str, ...]
-) -> RunResult:
-    skipped = tuple(
-        SkippedFile(
-            name=str(s.get("name")), size=int(s.get("size") or 0), reason=str(s.get("reason"))
-        )
-        for s in header.get("skipped") or []
-        if isinstance(s, dict)
-    )
-    exit_code = header.get("exit_code")
-    return RunResult(
-        engine=engine,
-        stdout=str(header.get("stdout") or ""),
-        stderr=str(header.get("stderr") or ""),
-        stdout_truncated=bool(header.get("stdout_truncated")),
-        stderr_truncated=bool(header.get("stderr_truncated")),
-        exit_code=exit_code if isinstance(exit_code, int) else None,
-        timed_out=bool(header.get("timed_out")),
-        duration_s=float(header.get("duration_s") or 0.0),
-        artifacts=tuple(produced),
-        skipped=skipped,
-        isolation=isolation,
-        error=header.get("error") if isinstance(header.get("error"), str) else None,
-    )
 
 
 def remove_orphans(

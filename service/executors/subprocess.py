@@ -56,19 +56,18 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Literal
 
 from runner_image import protocol
 from service.errors import EngineUnavailable, ExecutorError
 from service.executors.base import (
     Executor,
-    ProducedFile,
     Readiness,
     RunRequest,
     RunResult,
-    SkippedFile,
 )
+from service.executors.results import ReceivedResult, receive_result, result_from_header
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -427,7 +426,7 @@ class SubprocessExecutor(Executor):
                     stream.close()
 
         isolation = iso.labels
-        if killed and reader.header is None:
+        if killed and reader.received is None:
             return RunResult(
                 engine=self.name,
                 exit_code=None,
@@ -436,7 +435,7 @@ class SubprocessExecutor(Executor):
                 isolation=isolation,
             )
         code = proc.returncode
-        if reader.header is None and code is not None and (code < 0 or code >= 128):
+        if reader.received is None and code is not None and (code < 0 or code >= 128):
             # Killed from inside (a script may signal the harness when no pidns protects it).
             signum = -code if code < 0 else code - 128
             return RunResult(
@@ -445,31 +444,18 @@ class SubprocessExecutor(Executor):
                 error=f"the sandbox was killed (signal {signum}) before it reported a result",
                 isolation=isolation,
             )
-        if reader.header is None or reader.error is not None:
+        if reader.received is None or reader.error is not None:
             detail = reader.error or "no result"
             raise ExecutorError(
                 f"local runner failed (exit {proc.returncode}): {detail}; "
                 f"harness stderr: {tail.text()[-2000:] or '(empty)'}"
             )
-        h = reader.header
-        return RunResult(
+        # No cgroup OOM killer here (oom_killed stays False): RLIMIT_AS gives MemoryError.
+        return result_from_header(
+            reader.received.header,
             engine=self.name,
-            stdout=str(h.get("stdout") or ""),
-            stderr=str(h.get("stderr") or ""),
-            stdout_truncated=bool(h.get("stdout_truncated")),
-            stderr_truncated=bool(h.get("stderr_truncated")),
-            exit_code=h.get("exit_code") if isinstance(h.get("exit_code"), int) else None,
-            timed_out=bool(h.get("timed_out")),
-            oom_killed=False,  # no cgroup OOM killer here; RLIMIT_AS gives MemoryError instead
-            duration_s=float(h.get("duration_s") or 0.0),
-            artifacts=tuple(reader.artifacts),
-            skipped=tuple(
-                SkippedFile(str(s.get("name")), int(s.get("size") or 0), str(s.get("reason")))
-                for s in h.get("skipped") or []
-                if isinstance(s, dict)
-            ),
+            artifacts=reader.received.artifacts,
             isolation=isolation,
-            error=h.get("error") if isinstance(h.get("error"), str) else None,
         )
 
 
@@ -742,62 +728,22 @@ def _send_request(stdin: IO[bytes], frame: bytes, request: RunRequest) -> None:
 
 
 class _ResultReader:
-    """Parses the result frame from the harness, streaming artifacts into ``output_dir``."""
+    """Receives the result frame; on a bad one keeps draining so the harness never blocks."""
 
     def __init__(self, stdout: IO[bytes], request: RunRequest) -> None:
         self._stdout = stdout
         self._request = request
-        self.header: dict[str, Any] | None = None
-        self.artifacts: list[ProducedFile] = []
+        self.received: ReceivedResult | None = None
         self.error: str | None = None
 
     def run(self) -> None:
         try:
-            header = protocol.read_header(self._stdout.read)
-            files = header.get("files") or []
-            if not isinstance(files, list):
-                raise protocol.ProtocolError("'files' is not a list")
-            self._receive(files)
-            self.header = header
+            self.received = receive_result(self._stdout.read, self._request)
         except (protocol.ProtocolError, OSError, ValueError) as exc:
             self.error = f"bad result frame: {exc}"
             with contextlib.suppress(OSError, ValueError):
                 while self._stdout.read(1 << 16):
-                    pass  # keep draining so the harness never blocks on us
-
-    def _receive(self, files: list[Any]) -> None:
-        limits = self._request.limits
-        out_dir = Path(self._request.output_dir)
-        total = 0
-        if len(files) > limits.max_artifacts:
-            raise protocol.ProtocolError(f"{len(files)} artifacts exceed {limits.max_artifacts}")
-        for entry in files:
-            name, size = _artifact_entry(entry)
-            if size > limits.max_artifact_bytes:
-                raise protocol.ProtocolError(f"artifact {name!r} exceeds the per-file limit")
-            total += size
-            if total > limits.max_artifacts_total_bytes:
-                raise protocol.ProtocolError("artifacts exceed the total limit")
-            target = out_dir.joinpath(*PurePosixPath(name).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as dst:
-                protocol.copy_exact(self._stdout.read, dst.write, size)
-            self.artifacts.append(ProducedFile(name=name, size=size, path=target))
-
-
-def _artifact_entry(entry: Any) -> tuple[str, int]:
-    if not isinstance(entry, dict):
-        raise protocol.ProtocolError(f"bad artifact entry {entry!r}")
-    name, size = entry.get("name"), entry.get("size")
-    if not isinstance(size, int) or size < 0:
-        raise protocol.ProtocolError(f"bad artifact size in {entry!r}")
-    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
-        raise protocol.ProtocolError(f"bad artifact name {name!r}")
-    parts = name.split("/")
-    if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise protocol.ProtocolError(f"artifact name {name!r} escapes the output dir")
-    return name, size
+                    pass
 
 
 class _Tail:

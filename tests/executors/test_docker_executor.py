@@ -25,7 +25,8 @@ from runner_image.protocol import ProtocolError
 from service.errors import EngineUnavailable, RunnerImageMissing
 from service.executors import docker as docker_module
 from service.executors.base import CONTAINER_LABEL, JOB_LABEL, RunRequest
-from service.executors.docker import DockerExecutor, remove_orphans, safe_artifact_path
+from service.executors.docker import DockerExecutor, remove_orphans
+from service.executors.results import safe_artifact_path
 from service.settings import Settings, get_settings
 from tests.conftest import docker_problem
 from tests.executors.conftest import MakeRequest
@@ -391,7 +392,9 @@ def test_inputs_larger_than_the_work_dir_are_reported(
     assert result.error is not None and "No space left on device" in result.error
 
 
-@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../x", "a//b", "", "./a", None])
+@pytest.mark.parametrize(
+    "name", ["../x", "/etc/passwd", "a/../../x", "a//b", "", "./a", "a\\b", "a\0b", None]
+)
 def test_artifact_names_from_the_runner_are_checked(tmp_path: Path, name: object) -> None:
     with pytest.raises(ProtocolError):
         safe_artifact_path(tmp_path, name)

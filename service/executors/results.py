@@ -1,0 +1,102 @@
+"""The gateway's side of ``runner_image.protocol``: the harness's result frame -> ``RunResult``.
+
+Both engines read the same frame from the same harness; only how the bytes arrive differs
+(docker's multiplexed attach stream, a local pipe). Everything in the frame comes from inside
+the sandbox, so artifact entries are checked (name, size, count, total) before a byte is
+written, and each file is streamed into ``request.output_dir`` without following links.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runner_image.protocol import ProtocolError, copy_exact, read_header
+from service.executors.base import ProducedFile, RunRequest, RunResult, SkippedFile
+
+Read = Callable[[int], bytes]
+
+
+@dataclass(frozen=True)
+class ReceivedResult:
+    header: dict[str, Any]
+    artifacts: tuple[ProducedFile, ...]
+
+
+def receive_result(read: Read, request: RunRequest) -> ReceivedResult:
+    """Read the result frame and stream its artifacts; ``ProtocolError`` if it is not valid."""
+    header = read_header(read)
+    return ReceivedResult(header, receive_artifacts(header, read, request))
+
+
+def receive_artifacts(
+    header: dict[str, Any], read: Read, request: RunRequest
+) -> tuple[ProducedFile, ...]:
+    """Stream the files ``header`` lists from ``read`` into ``request.output_dir``."""
+    files = header.get("files") or []
+    if not isinstance(files, list):
+        raise ProtocolError("'files' is not a list")
+    limits = request.limits
+    if len(files) > limits.max_artifacts:
+        raise ProtocolError(f"runner listed {len(files)} files, over the limit")
+    total = 0
+    produced: list[ProducedFile] = []
+    for entry in files:
+        size = entry.get("size") if isinstance(entry, dict) else None
+        if not isinstance(size, int) or size < 0 or size > limits.max_artifact_bytes:
+            raise ProtocolError(f"bad artifact entry {entry!r}")
+        total += size
+        if total > limits.max_artifacts_total_bytes:
+            raise ProtocolError("runner sent more artifact bytes than allowed")
+        name = entry["name"]
+        path = safe_artifact_path(request.output_dir, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            copy_exact(read, out.write, size)
+        produced.append(ProducedFile(name=name, size=size, path=path))
+    return tuple(produced)
+
+
+def safe_artifact_path(output_dir: Path, name: Any) -> Path:
+    """Where a produced file goes: a relative POSIX path with no ``..``, ``.``, ``//`` or ``\\``."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise ProtocolError(f"bad artifact name {name!r}")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+        raise ProtocolError(f"bad artifact name {name!r}")
+    return output_dir.joinpath(*PurePosixPath(name).parts)
+
+
+def result_from_header(
+    header: dict[str, Any],
+    *,
+    engine: str,
+    artifacts: tuple[ProducedFile, ...],
+    isolation: tuple[str, ...],
+) -> RunResult:
+    """The run as the harness reported it; engine-specific findings are added by the caller."""
+    exit_code = header.get("exit_code")
+    error = header.get("error")
+    return RunResult(
+        engine=engine,
+        stdout=str(header.get("stdout") or ""),
+        stderr=str(header.get("stderr") or ""),
+        stdout_truncated=bool(header.get("stdout_truncated")),
+        stderr_truncated=bool(header.get("stderr_truncated")),
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        timed_out=bool(header.get("timed_out")),
+        duration_s=float(header.get("duration_s") or 0.0),
+        artifacts=artifacts,
+        skipped=tuple(
+            SkippedFile(
+                name=str(s.get("name")), size=int(s.get("size") or 0), reason=str(s.get("reason"))
+            )
+            for s in header.get("skipped") or []
+            if isinstance(s, dict)
+        ),
+        isolation=isolation,
+        error=error if isinstance(error, str) else None,
+    )
