@@ -394,8 +394,7 @@ def supervise(
             now = time.monotonic()
             if outcome.status is None and deadline is not None and now >= deadline:
                 outcome.timed_out = True
-                kill_tree(pid)
-                outcome.status = _wait_blocking(pid)
+                outcome.status = stop_script(pid)
                 outcome.duration_s = time.monotonic() - started
                 drain_until = time.monotonic() + DRAIN_GRACE_S
             if outcome.status is None:
@@ -434,8 +433,7 @@ def supervise(
         if pidfd is not None:
             os.close(pidfd)
         if outcome.status is None:
-            kill_tree(pid)
-            outcome.status = _wait_blocking(pid)
+            outcome.status = stop_script(pid)
         reap_orphans()
     return outcome
 
@@ -455,6 +453,15 @@ def _wait_blocking(pid: int) -> int:
         return 0
 
 
+def stop_script(pid: int) -> int:
+    """Kill a running script and everything it started; return its wait status."""
+    kill_tree(pid)
+    status = _wait_blocking(pid)
+    # Descendants that left its process group become ours only once it has been reaped.
+    kill_tree(pid)
+    return status
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL the script, its process group and every process that escaped the group."""
     with contextlib.suppress(OSError):
@@ -466,8 +473,11 @@ def kill_tree(pid: int) -> None:
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
         return
-    # Elsewhere we are a subreaper, so escaped descendants become our children.
-    for _ in range(5):
+    # Elsewhere we are a subreaper, so escaped descendants become our children. SIGKILL is
+    # delivered asynchronously: keep going until every one is dead *and reaped* (a zombie
+    # still counts as a child), or give up after ~2 s (a process stuck in the kernel).
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
         children = _children_of(os.getpid())
         children.discard(pid)
         if not children:
@@ -475,8 +485,8 @@ def kill_tree(pid: int) -> None:
         for child in children:
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
+        time.sleep(0.005)
         reap_orphans()
-        time.sleep(0.01)
 
 
 def _children_of(parent: int) -> set[int]:
