@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from security.policy import StaticPolicy
-from service.errors import InvalidRequest, PayloadTooLarge
+from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge
 from service.executors.base import Executor
 from service.executors.factory import ExecutorRegistry
 from service.models import ExecuteJSONRequest, InlineFile
@@ -183,6 +183,8 @@ async def job_input(
     request: Request, settings: SettingsDep, registry: RegistryDep
 ) -> AsyncIterator[JobInput]:
     """Parse the body once for any job endpoint; spooled uploads are closed afterwards."""
+    if not settings.enabled:
+        raise EngineUnavailable("code execution is disabled on this gateway (PYTHON_CODE_ENABLED)")
     parsed = await parse_job_request(request, settings)
     try:
         yield JobInput(

@@ -88,3 +88,37 @@ def test_bad_timeout_is_400(small_client: TestClient) -> None:
 def test_unknown_artifact_is_404(small_client: TestClient) -> None:
     response = small_client.get("/v1/executions/abc123/artifacts/nothing.png")
     assert response.status_code == 404
+
+
+def test_archive_members_are_readable_by_relative_path(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "data_backup.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("data1.csv", "a\n1\n2\n")
+        z.writestr("sub/data2.csv", "a\n3\n")
+    settings = make_settings(tmp_path, "subprocess")
+    code = (
+        "import pandas as pd\n"
+        "print(len(pd.read_csv('data_backup/data1.csv')) + len(pd.read_csv('data_backup/sub/data2.csv')))\n"
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/v1/execute",
+            data={"code": code},
+            files=[("files", (archive.name, archive.read_bytes()))],
+        )
+    body = response.json()
+    assert response.status_code == 200 and body["success"], body
+    assert body["output"].strip() == "3"
+    assert "data_backup/sub/data2.csv" in body["input_files"]
+    assert body["file_metadata"]["data_backup.zip"]["type"] == "archive"
+
+
+def test_disabled_gateway_refuses_jobs_but_stays_healthy(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "subprocess", enabled=False)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/execute", json={"code": "print(1)"})
+        assert response.status_code == 503
+        assert "PYTHON_CODE_ENABLED" in response.json()["message"]
+        assert client.get("/healthz").status_code == 200
