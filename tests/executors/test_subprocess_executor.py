@@ -25,12 +25,8 @@ import pytest
 
 from service.errors import EngineUnavailable
 from service.executors.base import InputFile, RunLimits, RunRequest, RunResult
-from service.executors.subprocess import (
-    BUILD_COMMAND,
-    UID_BASE,
-    UID_COUNT,
-    SubprocessExecutor,
-)
+from service.executors.sandbox import UID_BASE, UID_COUNT
+from service.executors.subprocess import BUILD_COMMAND, SubprocessExecutor
 from service.runner_build import LOCAL_STAMP
 from service.settings import Settings
 
