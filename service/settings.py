@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     docker_runtime: str | None = None  # e.g. "runsc" for gVisor
     cpus: float = Field(1.0, gt=0)
     pids_limit: int = 128
+    max_concurrent_runs: int = Field(4, ge=1, description="sandboxes at once; more jobs queue")
     tmpfs_size_mb: int = 1024  # the work dir inside the container (inputs + outputs)
     max_timeout: int = 600
     local_runner_dir: Path = Path("./.runner-venv")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import mimetypes
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +127,22 @@ async def run_code(
     )
 
     def run_tracked() -> RunResult:
-        with track_active_container(executor.name, job.id):
-            return executor.run(request)
+        queued = time.perf_counter()
+        with run_slots(settings.max_concurrent_runs):
+            job.timings["queued"] = job.timings.get("queued", 0.0) + time.perf_counter() - queued
+            with track_active_container(executor.name, job.id):
+                return executor.run(request)
 
     started = time.perf_counter()
     result = await anyio.to_thread.run_sync(run_tracked, abandon_on_cancel=False)
     job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
     return result
+
+
+@cache
+def run_slots(capacity: int) -> threading.BoundedSemaphore:
+    """At most ``capacity`` sandboxes at once per process; the others wait their turn."""
+    return threading.BoundedSemaphore(capacity)
 
 
 def artifact_url(job_id: str, name: str) -> str:

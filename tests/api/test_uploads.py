@@ -122,3 +122,17 @@ def test_disabled_gateway_refuses_jobs_but_stays_healthy(tmp_path: Path) -> None
         assert response.status_code == 503
         assert "PYTHON_CODE_ENABLED" in response.json()["message"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_jobs_beyond_the_concurrency_cap_queue(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = make_settings(tmp_path, "subprocess", max_concurrent_runs=1)
+    code = "import time\ntime.sleep(1)\nprint('done')"
+    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(2) as pool:
+        bodies = list(
+            pool.map(lambda _: client.post("/v1/execute", json={"code": code}).json(), range(2))
+        )
+    assert all(b["success"] for b in bodies), bodies
+    queued = sorted(b["timings"].get("queued", 0.0) for b in bodies)
+    assert queued[0] < 0.5 and queued[1] >= 0.8, queued
