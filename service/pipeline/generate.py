@@ -6,9 +6,8 @@ Read top to bottom, this is the whole story of a generated job; each step is one
 from __future__ import annotations
 
 import time
-from functools import cache
-from importlib import resources
 
+from runner_image import direct_packages
 from security.policy import StaticPolicy
 from service.errors import LLMError
 from service.executors.base import Executor, RunResult
@@ -22,55 +21,6 @@ from service.observability import outcome_of
 from service.pipeline.jobs import Job, build_response, failure_reason, record_job, run_code
 from service.pipeline.verify_loop import is_blocking, static_issues, verify_and_modify
 from service.settings import Settings
-
-# The seed's package set; the runner image's own lock file wins when it is installed.
-FALLBACK_PACKAGES = (
-    "numpy",
-    "pandas",
-    "scipy",
-    "scikit-learn",
-    "sympy",
-    "statsmodels",
-    "matplotlib",
-    "seaborn",
-    "plotly",
-    "openpyxl",
-    "xlrd",
-    "python-docx",
-    "pypdf",
-    "PyPDF2",
-    "pdfplumber",
-    "pyarrow",
-    "h5py",
-    "netCDF4",
-    "xarray",
-    "PyYAML",
-    "lxml",
-    "beautifulsoup4",
-    "chardet",
-    "Pillow",
-    "imageio",
-    "jsonschema",
-    "nltk",
-    "textblob",
-)
-
-
-@cache
-def runner_packages() -> tuple[str, ...]:
-    """The direct packages of the runner image (the first block of its requirements file)."""
-    try:
-        text = resources.files("runner_image").joinpath("requirements.txt").read_text("utf-8")
-    except (FileNotFoundError, ModuleNotFoundError):
-        return FALLBACK_PACKAGES
-    names: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("# --- transitive"):
-            break
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(line.split("==")[0].split(">=")[0].strip())
-    return tuple(names) or FALLBACK_PACKAGES
 
 
 def runtime_issue(run: RunResult) -> Issue:
@@ -98,7 +48,7 @@ async def run_generation(
     policy = policy or StaticPolicy()
     started = time.perf_counter()
     meter = UsageMeter()
-    task = Task(query=query, context=context, files=job.metadata, packages=runner_packages())
+    task = Task(query=query, context=context, files=job.metadata, packages=direct_packages())
 
     code = await generate_code(llm, meter, task)
     job.timings["generate"] = time.perf_counter() - started
