@@ -136,3 +136,35 @@ def test_jobs_beyond_the_concurrency_cap_queue(tmp_path: Path) -> None:
     assert all(b["success"] for b in bodies), bodies
     queued = sorted(b["timings"].get("queued", 0.0) for b in bodies)
     assert queued[0] < 0.5 and queued[1] >= 0.8, queued
+
+
+def test_zip_slip_archive_is_422_naming_the_archive(
+    small_client: TestClient, tmp_path: Path
+) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("../../evil.csv", "a\n1\n")
+    response = small_client.post(
+        "/v1/execute", data=CODE, files=[("files", ("backup.zip", buffer.getvalue()))]
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["file"] == "backup.zip" or "backup.zip" in response.json()["message"]
+    assert not list(tmp_path.rglob("evil.csv"))
+
+
+def test_binary_bytes_behind_a_text_extension_are_415(small_client: TestClient) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    response = small_client.post("/v1/execute", data=CODE, files=[("files", ("data.csv", png))])
+    assert response.status_code == 415, response.text
+    assert response.json()["file"] == "data.csv"
+
+
+def test_inspect_returns_metadata_per_file(small_client: TestClient) -> None:
+    csv = b"name,dept,salary\nAnn,IT,10\nBob,HR,20\n"
+    response = small_client.post("/v1/files/inspect", files=[("files", ("staff.csv", csv))])
+    assert response.status_code == 200, response.text
+    meta = response.json()["metadata"]["staff.csv"]
+    assert meta["columns"] == ["name", "dept", "salary"] and meta["row_count"] == 2
