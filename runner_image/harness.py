@@ -41,6 +41,10 @@ else:
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 SCRIPT_NAME = "script.py"
+# Files not returned are listed by name up to this many, then only counted: a script making
+# 60,000 files must not make the result header (and the gateway's response) huge.
+MAX_SKIPPED_LISTED = 50
+MAX_NAME_CHARS = 300
 CHUNK = 64 * 1024
 # After the script exits, how long to wait for pipes still held by stragglers before giving up.
 DRAIN_GRACE_S = 2.0
@@ -178,6 +182,26 @@ class Artifact:
 class Collected:
     artifacts: list[Artifact] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    skipped_more: int = 0  # skipped beyond MAX_SKIPPED_LISTED, counted only
+
+    def skip(self, name: str, size: int, reason: str) -> None:
+        if len(self.skipped) >= MAX_SKIPPED_LISTED:
+            self.skipped_more += 1
+            return
+        if len(name) > MAX_NAME_CHARS:
+            name = name[:MAX_NAME_CHARS] + "..."
+        self.skipped.append({"name": name, "size": size, "reason": reason})
+
+
+def portable_name(name: str) -> str | None:
+    """Why ``name`` cannot travel as an artifact name (UTF-8, ``/``-separated), or None."""
+    if "\\" in name:
+        return "its name contains a backslash"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8"
+    return None
 
 
 def collect_artifacts(workdir: str, before: dict[str, Stamp], limits: dict[str, Any]) -> Collected:
@@ -190,10 +214,15 @@ def collect_artifacts(workdir: str, before: dict[str, Stamp], limits: dict[str, 
     for name, st in sorted(walk_files(workdir).items()):
         if before.get(name) == (st.st_size, st.st_mtime_ns, st.st_ino):
             continue
+        unportable = portable_name(name)
+        if unportable is not None:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            out.skip(shown, st.st_size, unportable)
+            continue
         try:
             fd = os.open(os.path.join(workdir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
-            out.skipped.append({"name": name, "size": st.st_size, "reason": f"unreadable: {exc}"})
+            out.skip(name, st.st_size, f"unreadable: {exc.strerror}")
             continue
         fst = os.fstat(fd)
         reason = None
@@ -207,7 +236,7 @@ def collect_artifacts(workdir: str, before: dict[str, Stamp], limits: dict[str, 
             reason = f"would exceed the total artifact limit of {max_total} bytes"
         if reason is not None:
             os.close(fd)
-            out.skipped.append({"name": name, "size": fst.st_size, "reason": reason})
+            out.skip(name, fst.st_size, reason)
             continue
         total += fst.st_size
         out.artifacts.append(Artifact(name, fst.st_size, fd))
@@ -233,6 +262,7 @@ def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w
         os.dup2(err_w, 2)
         # Everything else goes, the result channel first among them.
         os.closerange(3, _max_fd())
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         _set_dumpable(True)  # /proc/self works again; the parent (PID 1) stays non-dumpable
         _prefer_as_oom_victim()
         _apply_rlimits(limits)
@@ -606,7 +636,19 @@ def run_request(header: dict[str, Any], workdir: str) -> tuple[dict[str, Any], C
 def write_result(fd: int, result: dict[str, Any], collected: Collected) -> None:
     result["files"] = [{"name": a.name, "size": a.size} for a in collected.artifacts]
     result["skipped"] = collected.skipped
-    _write_all(fd, encode_header(result))
+    result["skipped_more"] = collected.skipped_more
+    try:
+        header = encode_header(result)
+    except (ProtocolError, UnicodeError, ValueError) as exc:
+        # Never leave the gateway without an answer: report the failure, drop the files.
+        log(f"result not encodable: {exc}")
+        for artifact in collected.artifacts:
+            os.close(artifact.fd)
+        collected.artifacts.clear()
+        fallback = empty_result(f"the run's result could not be encoded: {exc}")
+        fallback.update(files=[], skipped=[], skipped_more=0)
+        header = encode_header(fallback)
+    _write_all(fd, header)
     for artifact in collected.artifacts:
         remaining = artifact.size
         while remaining > 0:
@@ -667,6 +709,9 @@ def main(argv: list[str]) -> int:
     # pre-imported module's) cannot corrupt the frame.
     result_fd = os.dup(1)
     os.dup2(2, 1)
+    # A script may signal its parent; the harness must still answer (it is PID 1, and only
+    # SIGKILL from outside the namespace can end it then).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_dumpable(False)
     _become_subreaper()
     preimport()

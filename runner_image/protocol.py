@@ -16,7 +16,9 @@ Result header::
     {"stdout": str, "stderr": str, "stdout_truncated": bool, "stderr_truncated": bool,
      "exit_code": int | None, "signal": int | None, "timed_out": bool, "duration_s": float,
      "files": [{"name": ..., "size": ...}],              # artifacts, bytes follow the header
-     "skipped": [{"name": ..., "size": ..., "reason": ...}], "error": str | None}
+     "skipped": [{"name": ..., "size": ..., "reason": ...}],   # at most 50 listed
+     "skipped_more": int,                                     # further ones, counted only
+     "error": str | None}
 """
 
 from __future__ import annotations

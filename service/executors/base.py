@@ -92,6 +92,7 @@ class RunResult:
     wall_s: float = 0.0  # whole run as seen by the adapter (start -> removed)
     artifacts: tuple[ProducedFile, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
+    skipped_more: int = 0  # files not returned beyond those listed in ``skipped``
     isolation: tuple[str, ...] = ()
     error: str | None = None  # failure reason when the script did not finish normally
 

@@ -17,6 +17,9 @@ from typing import Any
 from runner_image.protocol import ProtocolError, copy_exact, read_header
 from service.executors.base import ProducedFile, RunRequest, RunResult, SkippedFile
 
+# The harness lists at most this many files it did not return; the gateway holds it to that.
+MAX_SKIPPED = 50
+
 Read = Callable[[int], bytes]
 
 
@@ -80,6 +83,9 @@ def result_from_header(
     """The run as the harness reported it; engine-specific findings are added by the caller."""
     exit_code = header.get("exit_code")
     error = header.get("error")
+    listed = [s for s in header.get("skipped") or [] if isinstance(s, dict)]
+    more = header.get("skipped_more")
+    more = (more if isinstance(more, int) and more > 0 else 0) + max(0, len(listed) - MAX_SKIPPED)
     return RunResult(
         engine=engine,
         stdout=str(header.get("stdout") or ""),
@@ -94,9 +100,9 @@ def result_from_header(
             SkippedFile(
                 name=str(s.get("name")), size=int(s.get("size") or 0), reason=str(s.get("reason"))
             )
-            for s in header.get("skipped") or []
-            if isinstance(s, dict)
+            for s in listed[:MAX_SKIPPED]
         ),
+        skipped_more=more,
         isolation=isolation,
         error=error if isinstance(error, str) else None,
     )

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
+from service.errors import EngineUnavailable
 from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
 from service.models import Artifact, ExecutionResponse
 from service.observability import observe_upload, record_execution, track_active_container
@@ -61,6 +62,13 @@ def artifacts_root(settings: Settings) -> Path:
 @asynccontextmanager
 async def open_job(settings: Settings) -> AsyncIterator[Job]:
     """Create a job's directories; remove the scratch space (and an empty output dir) after."""
+    settings.execution_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.execution_dir).free
+    if free < settings.min_free_disk_mb * 1024 * 1024:
+        raise EngineUnavailable(
+            f"only {free // (1024 * 1024)} MB free under {settings.execution_dir}; new jobs "
+            f"wait until {settings.min_free_disk_mb} MB are (PYTHON_CODE_MIN_FREE_DISK_MB)"
+        )
     job_id = uuid.uuid4().hex
     root = jobs_root(settings) / job_id
     output_dir = artifacts_root(settings) / job_id
@@ -208,6 +216,8 @@ def build_response(
         skipped = [
             f"artifact {s.name} ({s.size} bytes) not returned: {s.reason}" for s in run.skipped
         ]
+        if run.skipped_more:
+            skipped.append(f"{run.skipped_more} more produced files not returned (limits)")
         fields.update(
             success=run.success,
             output=run.stdout,

@@ -425,3 +425,31 @@ def test_multiprocessing_fork_and_spawn_work(workdir: Path) -> None:
     assert out.header["stdout"] == "fork [0, 1, 4, 9]\nspawn [0, 1, 4, 9]\n", out.header["stderr"]
     assert out.files == {}  # script.py is on disk for spawn, but it is no artifact
     assert (workdir / "script.py").read_text() == code
+
+
+def test_many_files_are_counted_not_listed(workdir: Path) -> None:
+    code = "for i in range(300):\n    open(f'f{i:04d}.txt', 'w').write('x')\n"
+    out = run_harness(workdir, code, max_artifacts=10)
+    h = out.header
+    assert len(h["files"]) == 10
+    assert len(h["skipped"]) == 50 and h["skipped_more"] == 240
+
+
+def test_unportable_names_are_skipped_and_the_rest_returned(workdir: Path) -> None:
+    code = (
+        "import os\n"
+        "open('good.csv', 'w').write('a')\n"
+        "open('a\\\\b.csv', 'w').write('b')\n"
+        "open(os.fsdecode(b'r\\xe9sum\\xe9.txt'), 'w').write('c')\n"
+    )
+    out = run_harness(workdir, code)
+    assert out.header["exit_code"] == 0, out.header
+    assert set(out.files) == {"good.csv"}
+    reasons = sorted(s["reason"] for s in out.header["skipped"])
+    assert reasons == ["its name contains a backslash", "its name is not valid UTF-8"]
+
+
+def test_sigint_to_the_harness_does_not_lose_the_result(workdir: Path) -> None:
+    code = "import os, signal\nos.kill(os.getppid(), signal.SIGINT)\nprint('still here')\n"
+    out = run_harness(workdir, code)
+    assert out.header["exit_code"] == 0 and out.header["stdout"] == "still here\n"
