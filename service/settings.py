@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # --- uploads ---------------------------------------------------------------------------
     max_total_upload: int = Field(200, ge=1, description="all files of one request, MB")
     max_files: int = Field(20, ge=1)
+    max_json_body: int = Field(64, ge=1, description="a JSON request (inline files), MB")
+    min_free_disk_mb: int = Field(1024, ge=0, description="refuse new jobs below this, MB")
 
     # --- results ---------------------------------------------------------------------------
     max_output_bytes: int = 1 * MB  # stdout and stderr, each

@@ -72,8 +72,9 @@ def _counting_receive(
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise PayloadTooLarge(
-                    f"request body exceeds the upload limit of {limit // (1024 * 1024)} MB "
-                    f"(all files of one request, PYTHON_CODE_MAX_TOTAL_UPLOAD)"
+                    f"request body exceeds the limit of {limit // (1024 * 1024)} MB "
+                    "(PYTHON_CODE_MAX_TOTAL_UPLOAD for multipart, PYTHON_CODE_MAX_JSON_BODY "
+                    "for JSON; send large files as multipart)"
                 )
         return message
 
@@ -108,8 +109,11 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
             f"request body of {int(declared)} bytes exceeds the upload limit of "
             f"{settings.max_total_upload} MB (PYTHON_CODE_MAX_TOTAL_UPLOAD)"
         )
-    counted = Request(request.scope, _counting_receive(request.receive, limit))
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        # JSON is parsed whole, in memory: its own, smaller cap.
+        limit = min(limit, settings.max_json_body * 1024 * 1024)
+    counted = Request(request.scope, _counting_receive(request.receive, limit))
     if content_type.startswith("application/json"):
         try:
             body = ExecuteJSONRequest.model_validate_json(await counted.body())

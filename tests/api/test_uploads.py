@@ -168,3 +168,24 @@ def test_inspect_returns_metadata_per_file(small_client: TestClient) -> None:
     assert response.status_code == 200, response.text
     meta = response.json()["metadata"]["staff.csv"]
     assert meta["columns"] == ["name", "dept", "salary"] and meta["row_count"] == 2
+
+
+def test_json_bodies_have_their_own_smaller_cap(tmp_path: Path) -> None:
+    import base64
+
+    settings = make_settings(tmp_path, "subprocess", max_json_body=1)
+    blob = base64.b64encode(b"a,b\n" * (400 * 1024)).decode()  # ~2.1 MB of JSON
+    body = {"code": "print(1)", "files": [{"name": "x.csv", "content": blob, "encoding": "base64"}]}
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/execute", json=body)
+    assert response.status_code == 413, response.text
+    assert "PYTHON_CODE_MAX_JSON_BODY" in response.json()["message"]
+
+
+def test_low_disk_refuses_new_jobs_with_503(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "subprocess", min_free_disk_mb=10**9)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/execute", json={"code": "print(1)"})
+        assert response.status_code == 503
+        assert "PYTHON_CODE_MIN_FREE_DISK_MB" in response.json()["message"]
+        assert client.get("/healthz").status_code == 200
