@@ -53,17 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-runner", help="build the runner image (or the local runner venv)")
     p.add_argument("--image", default=None, help="image tag (default: settings image)")
-    p.add_argument("--offline", action="store_true",
-                   help="download a wheelhouse on the host, install from it inside the build")
-    p.add_argument("--bootstrap-base", action="store_true",
-                   help="make the base image locally with debootstrap + docker import")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="download a wheelhouse on the host, install from it inside the build",
+    )
+    p.add_argument(
+        "--bootstrap-base",
+        action="store_true",
+        help="make the base image locally with debootstrap + docker import",
+    )
     p.add_argument("--base-image", default=None, help="FROM image (default python:3.11-slim)")
-    p.add_argument("--local", action="store_true",
-                   help="build the local runner venv for the subprocess engine instead")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="build the local runner venv for the subprocess engine instead",
+    )
     p.add_argument("--wheelhouse", default=None, help="wheelhouse directory")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--force", action="store_true",
-                   help="rebuild even when the image's source-hash label is current")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even when the image's source-hash label is current",
+    )
     p.set_defaults(func=_build_runner)
 
     p = sub.add_parser("run", help="run a script through the service's executors")
