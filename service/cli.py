@@ -7,6 +7,7 @@ Each subcommand lives in its own module and is imported only when used, so ``--h
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,24 @@ def _doctor(args: argparse.Namespace) -> int:
     from service.doctor import doctor_command
 
     return doctor_command(args)
+
+
+def timeout_seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds > 0 and at most the configured maximum."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    from service.settings import get_settings
+
+    maximum = get_settings().max_timeout
+    if value > maximum:
+        raise argparse.ArgumentTypeError(
+            f"{text}s exceeds the maximum of {maximum}s (PYTHON_CODE_MAX_TIMEOUT)"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("script")
     p.add_argument("--file", "-f", action="append", default=[], help="input file (repeatable)")
     p.add_argument("--engine", choices=["auto", "docker", "subprocess"], default=None)
-    p.add_argument("--timeout", type=float, default=None)
+    p.add_argument(
+        "--timeout", type=timeout_seconds, default=None, help="seconds (> 0, <= max_timeout)"
+    )
     p.add_argument("--out", default=".", help="where to save artifacts")
     p.add_argument("--url", default=None, help="use a running gateway instead of local engines")
     p.set_defaults(func=_run)

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from files.errors import IntakeError
+from service.cli_run import CHUNK, make_out_dir, safe_target
 from service.errors import PythonCoderError
 from service.settings import get_settings
 
@@ -43,6 +44,15 @@ def _print_response(body: dict[str, Any], saved: list[Path]) -> None:
     out.write(f"success: {body.get('success')}\n")
 
 
+class AskError(Exception):
+    """Why ``ask`` could not finish (one line, plus the gateway's detail); exit code 2."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _remote(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     base = args.url.rstrip("/")
     data = {"query": args.query}
@@ -52,17 +62,42 @@ def _remote(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], li
     with ExitStack() as stack, httpx.Client(timeout=None) as client:
         files = [("files", (Path(f).name, stack.enter_context(open(f, "rb")))) for f in args.file]
         response = client.post(f"{base}/v1/generate", data=data, files=files or None)
-        body: dict[str, Any] = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            raise AskError(
+                f"HTTP {response.status_code} from {base}, not a JSON reply: "
+                + _one_line(response.text or "(empty body)")
+            ) from None
+        if not isinstance(body, dict):
+            raise AskError(f"HTTP {response.status_code}: unexpected reply {_one_line(str(body))}")
         if response.status_code != 200:
-            raise SystemExit(
-                f"error {response.status_code}: {body.get('message')}\n"
-                + json.dumps(body.get("detail"), indent=1)[:4000]
+            detail = body.get("detail")
+            raise AskError(
+                f"HTTP {response.status_code}: {body.get('message') or detail}"
+                + (f"\n{json.dumps(detail, indent=1, default=str)[:4000]}" if detail else "")
             )
         for artifact in body.get("artifacts") or []:
-            target = out_dir / Path(artifact["name"]).name
-            target.write_bytes(client.get(base + artifact["url"]).content)
+            target = _target(out_dir, artifact["name"])
+            with client.stream("GET", base + artifact["url"]) as download:
+                if download.status_code != 200:
+                    raise AskError(
+                        f"downloading artifact {artifact['name']!r} failed: "
+                        f"HTTP {download.status_code}"
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as fh:
+                    for chunk in download.iter_bytes(CHUNK):
+                        fh.write(chunk)
             saved.append(target)
     return body, saved
+
+
+def _target(out_dir: Path, name: str) -> Path:
+    try:
+        return safe_target(out_dir, name)
+    except ValueError as exc:
+        raise AskError(str(exc)) from None
 
 
 def _local(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
@@ -72,16 +107,24 @@ def _local(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], lis
     response = asyncio.run(generate_locally(args.query, args.context, args.file, settings))
     source = artifact_dir(settings, response)
     saved = []
-    for artifact in response.artifacts:
-        target = out_dir / Path(artifact.name).name
-        shutil.copyfile(source / artifact.name, target)
-        saved.append(target)
+    try:
+        for artifact in response.artifacts:
+            target = _target(out_dir, artifact.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / artifact.name, target)
+            saved.append(target)
+    finally:
+        # The CLI hands the files over right away: nothing to keep for a retention period.
+        shutil.rmtree(source, ignore_errors=True)
     return response.model_dump(mode="json"), saved
 
 
 def ask_command(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    problem = make_out_dir(out_dir)
+    if problem:
+        sys.stderr.write(f"error: {problem}\n")
+        return 2
     try:
         body, saved = (_remote if args.url else _local)(args, out_dir)
     except (PythonCoderError, IntakeError) as exc:
@@ -89,6 +132,9 @@ def ask_command(args: argparse.Namespace) -> int:
         detail = getattr(exc, "detail", None)
         if detail:
             sys.stderr.write(json.dumps(detail, indent=1, default=str)[:4000] + "\n")
+        return 2
+    except AskError as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     except (FileNotFoundError, httpx.HTTPError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -94,6 +94,15 @@ def safe_target(out_dir: Path, name: str) -> Path:
     return target
 
 
+def make_out_dir(out_dir: Path) -> str | None:
+    """Create ``--out``; a one-line reason when that is impossible, else None."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create output directory {out_dir}: {exc.strerror or exc}"
+    return None
+
+
 # --- through a gateway -----------------------------------------------------------------------
 
 
@@ -220,9 +229,19 @@ def run_command(args: argparse.Namespace) -> int:
         if not path.is_file():
             err.print(f"[red]error:[/] no such file: {path}")
             return EXIT_NOT_RUN
-    code = script.read_text(encoding="utf-8")
+    try:
+        code = script.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        sys.stderr.write(f"error: {script} is not UTF-8 text (byte {exc.start})\n")
+        return EXIT_NOT_RUN
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot read {script}: {exc.strerror or exc}\n")
+        return EXIT_NOT_RUN
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    problem = make_out_dir(out_dir)
+    if problem:
+        sys.stderr.write(f"error: {problem}\n")
+        return EXIT_NOT_RUN
     try:
         if args.url:
             result, saved = run_remote(args.url, code, files, out_dir, args.engine, args.timeout)

@@ -13,7 +13,9 @@ import pytest
 from rich.console import Console
 
 from service import cli_run
+from service.cli import build_parser, main
 from service.models import ExecutionResponse
+from service.settings import get_settings
 from tests.deploy.gateway import REPO, free_port
 
 ENGINES = [
@@ -131,3 +133,47 @@ def test_exit_codes_follow_the_result() -> None:
     assert cli_run.exit_code_of(oom) == 137
     with pytest.raises(ValueError):
         cli_run.safe_target(Path("out"), "../escape.txt")
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_run_timeout_must_be_a_positive_finite_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["run", "x.py", f"--timeout={value}"])
+    assert exit_info.value.code == 2
+    assert "argument --timeout" in capsys.readouterr().err
+
+
+def test_run_timeout_above_the_maximum_is_an_error_not_capped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PYTHON_CODE_MAX_TIMEOUT", "5")
+    get_settings.cache_clear()
+    try:
+        assert build_parser().parse_args(["run", "x.py", "--timeout", "5"]).timeout == 5.0
+        assert build_parser().parse_args(["run", "x.py", "--timeout", "0.5"]).timeout == 0.5
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args(["run", "x.py", "--timeout", "5.5"])
+    finally:
+        get_settings.cache_clear()
+    assert exit_info.value.code == 2
+    assert "exceeds the maximum of 5s" in capsys.readouterr().err
+
+
+def test_run_rejects_a_non_utf8_script_and_an_uncreatable_out_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin1 = tmp_path / "latin1.py"
+    latin1.write_bytes("print('café')\n".encode("latin-1"))
+    assert main(["run", str(latin1), "--out", str(tmp_path / "out")]) == cli_run.EXIT_NOT_RUN
+    message = capsys.readouterr().err
+    assert "is not UTF-8 text" in message and len(message.strip().splitlines()) == 1
+    script = tmp_path / "ok.py"
+    script.write_text("print(1)\n")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    assert main(["run", str(script), "--out", str(blocker / "sub")]) == cli_run.EXIT_NOT_RUN
+    message = capsys.readouterr().err
+    assert "cannot create output directory" in message
+    assert len(message.strip().splitlines()) == 1

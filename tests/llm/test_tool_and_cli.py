@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,18 @@ with open('summary.csv', 'w') as fh:
     fh.write(means.to_csv())
 print(json.dumps(means.to_dict()))
 """
+
+# Two artifacts with the same base name in different folders.
+NESTED_CODE = (
+    PLOT_CODE
+    + """
+import os
+for folder in ('a', 'b'):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'x.csv'), 'w') as fh:
+        fh.write(folder + '\\n')
+"""
+)
 
 
 @pytest.fixture
@@ -97,7 +111,7 @@ def test_cli_ask_prints_code_output_and_saves_artifacts(
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    llm_server.push(fenced(PLOT_CODE), approve())
+    llm_server.push(fenced(NESTED_CODE), approve())
     csv = employees_csv(tmp_path / "employees.csv")
     out = tmp_path / "out"
     args = argparse.Namespace(
@@ -113,6 +127,13 @@ def test_cli_ask_prints_code_output_and_saves_artifacts(
     assert "round 1: approved" in printed
     assert (out / "summary.csv").read_text().startswith("department,salary")
     assert f"saved {out / 'summary.csv'}" in printed
+    # Same base name in two folders: both kept under their relative paths.
+    assert (out / "a" / "x.csv").read_text() == "a\n"
+    assert (out / "b" / "x.csv").read_text() == "b\n"
+    assert not (out / "x.csv").exists()
+    # Handed over at once: no artifact files left behind in the execution dir.
+    artifacts = tmp_path / "exec" / "artifacts"
+    assert [p for p in artifacts.rglob("*") if p.is_file()] == []
 
 
 def test_cli_ask_without_llm_says_what_to_set(
@@ -180,3 +201,106 @@ def test_cli_ask_against_a_running_gateway(
     assert '"IT": 100000.0' in printed
     assert (out / "summary.csv").read_text().startswith("department,salary")
     assert "salaries are yearly" in llm_server.prompts()[0]
+
+
+class FakeGateway:
+    """A real HTTP server standing in for a gateway that misbehaves in a chosen way."""
+
+    def __init__(self, generate: tuple[int, str, bytes], files: dict[str, tuple[int, bytes]]):
+        self.generate = generate
+        self.files = files
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._send(*gateway.generate)
+
+            def do_GET(self) -> None:
+                status, body = gateway.files.get(self.path, (404, b"not found"))
+                self._send(status, "application/octet-stream", body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeGateway:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _generated(*names: str) -> tuple[int, str, bytes]:
+    body = {
+        "success": True,
+        "code": "print(1)\n",
+        "output": "1\n",
+        "artifacts": [{"name": n, "url": f"/v1/executions/j/artifacts/{n}"} for n in names],
+    }
+    return 200, "application/json", json.dumps(body).encode()
+
+
+def _ask(url: str, out: Path) -> int:
+    args = argparse.Namespace(query="q", file=[], context=None, out=str(out), url=url)
+    return ask_command(args)
+
+
+def test_cli_ask_remote_keeps_same_named_artifacts_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {
+        "/v1/executions/j/artifacts/a/x.csv": (200, b"from a\n"),
+        "/v1/executions/j/artifacts/b/x.csv": (200, b"from b\n"),
+    }
+    out = tmp_path / "out"
+    with FakeGateway(_generated("a/x.csv", "b/x.csv"), files) as gateway:
+        assert _ask(gateway.url, out) == 0
+    assert (out / "a" / "x.csv").read_bytes() == b"from a\n"
+    assert (out / "b" / "x.csv").read_bytes() == b"from b\n"
+    assert f"saved {out / 'a' / 'x.csv'}" in capsys.readouterr().out
+
+
+def test_cli_ask_remote_refuses_artifact_names_outside_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {"/v1/executions/j/artifacts/../escape.txt": (200, b"x")}
+    with FakeGateway(_generated("../escape.txt"), files) as gateway:
+        assert _ask(gateway.url, tmp_path / "out") == 2
+    assert "refusing artifact name" in capsys.readouterr().err
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_cli_ask_remote_failed_download_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    with FakeGateway(_generated("gone.csv"), {}) as gateway:
+        assert _ask(gateway.url, out) == 2
+    assert "downloading artifact 'gone.csv' failed: HTTP 404" in capsys.readouterr().err
+    assert not (out / "gone.csv").exists()
+
+
+def test_cli_ask_remote_non_json_error_page_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = b"<html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n</html>\n"
+    with FakeGateway((502, "text/html", page), {}) as gateway:
+        assert _ask(gateway.url, tmp_path / "out") == 2
+    # Only our lines: JSON log records (httpx) may share stderr when logging is configured.
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: HTTP 502") and "502 Bad Gateway" in lines[0]
