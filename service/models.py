@@ -95,11 +95,15 @@ class InlineFile(BaseModel):
 
 
 class ExecuteJSONRequest(BaseModel):
-    """JSON body of ``POST /v1/execute`` (multipart carries the same fields plus files)."""
+    """JSON body of ``/v1/execute`` (``code``) and ``/v1/generate`` (``query``, ``context``);
+    multipart carries the same fields plus files. Which field is required is the route's
+    business."""
 
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1)
+    code: str | None = None
+    query: str | None = None
+    context: str | None = None
     files: list[InlineFile] = Field(default_factory=list)
     timeout_s: float | None = Field(default=None, gt=0)
     engine: Literal["auto", "docker", "subprocess"] | None = None

@@ -119,9 +119,18 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
             body = ExecuteJSONRequest.model_validate_json(await counted.body())
         except ValidationError as exc:
             raise InvalidRequest(
-                "invalid JSON body", detail=exc.errors(include_url=False, include_context=False)
+                "invalid JSON body",
+                detail=exc.errors(include_url=False, include_context=False, include_input=False),
             ) from exc
-        fields = {"code": body.code}
+        fields = {
+            name: value
+            for name, value in (
+                ("code", body.code),
+                ("query", body.query),
+                ("context", body.context),
+            )
+            if value is not None
+        }
         if body.timeout_s is not None:
             fields["timeout_s"] = str(body.timeout_s)
         if body.engine is not None:
@@ -134,7 +143,14 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key == "code":  # a script sent as a file part
-                    parsed.fields["code"] = (await value.read()).decode("utf-8", "replace")
+                    try:
+                        parsed.fields["code"] = (await value.read()).decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        await form.close()
+                        raise InvalidRequest(
+                            f"code file {value.filename!r} is not UTF-8 text ({exc.reason} at "
+                            f"byte {exc.start})"
+                        ) from exc
                 else:
                     parsed.uploads.append(Upload(value.filename or key, _upload_chunks(value)))
             else:

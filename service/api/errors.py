@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from files import errors as fe
 from service import errors as se
@@ -67,6 +68,15 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc), status_code=status)
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # Nobody is listening any more; not a server error, and nothing was left behind.
+    log.info(
+        "client disconnected before its request was read: %s %s", request.method, request.url.path
+    )
+    return JSONResponse({"error": "ClientDisconnect", "message": "client disconnected"}, 400)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(se.PythonCoderError, _handle)
     app.add_exception_handler(fe.IntakeError, _handle)
+    app.add_exception_handler(ClientDisconnect, _client_gone)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import shutil
-import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
-from service.errors import EngineUnavailable
+from service.errors import EngineUnavailable, InvalidRequest
 from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
 from service.models import Artifact, ExecutionResponse
 from service.observability import observe_upload, record_execution, track_active_container
@@ -108,9 +109,12 @@ async def intake_uploads(job: Job, uploads: Sequence[Upload], settings: Settings
 
 
 def run_limits(settings: Settings, timeout_s: float | None) -> RunLimits:
-    timeout = float(timeout_s) if timeout_s else float(settings.timeout)
+    if timeout_s is not None and not 0 < timeout_s <= settings.max_timeout:
+        raise InvalidRequest(
+            f"timeout must be in (0, {settings.max_timeout}] seconds, got {timeout_s}"
+        )
     return RunLimits(
-        timeout_s=min(timeout, float(settings.max_timeout)),
+        timeout_s=float(timeout_s or settings.timeout),
         memory_bytes=settings.max_memory_bytes,
         cpus=settings.cpus,
         pids=settings.pids_limit,
@@ -125,7 +129,12 @@ def run_limits(settings: Settings, timeout_s: float | None) -> RunLimits:
 async def run_code(
     job: Job, code: str, executor: Executor, settings: Settings, timeout_s: float | None
 ) -> RunResult:
-    """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop)."""
+    """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop).
+
+    At most ``max_concurrent_runs`` sandboxes run at once; the others wait here, on the event
+    loop, without holding a worker thread. Each run starts with an empty output dir, so a
+    repaired run never serves files its failed predecessor left.
+    """
     request = RunRequest(
         job_id=job.id,
         code=code,
@@ -133,28 +142,41 @@ async def run_code(
         output_dir=job.output_dir,
         limits=run_limits(settings, timeout_s),
     )
+    shutil.rmtree(job.output_dir, ignore_errors=True)
+    job.output_dir.mkdir(parents=True, mode=0o700)
+    waiting = time.perf_counter()
+    started = waiting
 
     def run_tracked() -> RunResult:
-        queued = time.perf_counter()
-        with run_slots(settings.max_concurrent_runs):
-            job.timings["queued"] = job.timings.get("queued", 0.0) + time.perf_counter() - queued
-            with track_active_container(executor.name, job.id):
-                return executor.run(request)
+        nonlocal started
+        started = time.perf_counter()
+        with track_active_container(executor.name, job.id):
+            return executor.run(request)
 
-    started = time.perf_counter()
-    result = await anyio.to_thread.run_sync(run_tracked, abandon_on_cancel=False)
-    job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
-    return result
+    limiter = run_limiter(settings.max_concurrent_runs)
+    try:
+        return await anyio.to_thread.run_sync(run_tracked, limiter=limiter, abandon_on_cancel=False)
+    finally:
+        job.timings["queued"] = job.timings.get("queued", 0.0) + started - waiting
+        job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
 
 
-@cache
-def run_slots(capacity: int) -> threading.BoundedSemaphore:
-    """At most ``capacity`` sandboxes at once per process; the others wait their turn."""
-    return threading.BoundedSemaphore(capacity)
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def run_limiter(capacity: int) -> anyio.CapacityLimiter:
+    """The sandbox slots of the running event loop (one per process in production)."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None or limiter.total_tokens != capacity:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(capacity)
+    return limiter
 
 
 def artifact_url(job_id: str, name: str) -> str:
-    return f"/v1/executions/{job_id}/artifacts/{name}"
+    return f"/v1/executions/{job_id}/artifacts/{quote(name)}"
 
 
 def artifacts_of(job: Job, run: RunResult) -> list[Artifact]:

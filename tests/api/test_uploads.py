@@ -189,3 +189,33 @@ def test_low_disk_refuses_new_jobs_with_503(tmp_path: Path) -> None:
         assert response.status_code == 503
         assert "PYTHON_CODE_MIN_FREE_DISK_MB" in response.json()["message"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_malformed_json_is_400_without_echoing_the_body(small_client: TestClient) -> None:
+    for raw in (b"{bad", b"", b"\xff\xfe"):
+        response = small_client.post(
+            "/v1/execute", content=raw, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "InvalidRequest"
+    secret_code = {"code": "print('top secret')", "unknown": 1}
+    response = small_client.post("/v1/execute", json=secret_code)
+    assert response.status_code == 400 and "top secret" not in response.text
+
+
+def test_code_file_part_must_be_utf8(small_client: TestClient) -> None:
+    response = small_client.post("/v1/execute", files=[("code", ("a.py", b"print('\xff')"))])
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["message"]
+
+
+def test_artifact_urls_survive_awkward_names(small_client: TestClient) -> None:
+    # ('%' is left out: Starlette's TestClient decodes the path twice; a real server does not)
+    code = "for n in ('a b#1.txt', 'q?x.txt', 'sub/é.txt'):\n    import os; os.makedirs('sub', exist_ok=True); open(n, 'w').write(n)\n"
+    body = small_client.post("/v1/execute", json={"code": code}).json()
+    assert body["success"], body
+    assert len(body["artifacts"]) == 3
+    for artifact in body["artifacts"]:
+        download = small_client.get(artifact["url"])
+        assert download.status_code == 200, artifact
+        assert download.text == artifact["name"]
