@@ -20,6 +20,12 @@ Isolation, detected once per executor and reported in ``RunResult.isolation``:
 * **userns** (the gateway is a normal user): bwrap ``--unshare-user --cap-drop ALL``. The
   nproc limit then counts all of the gateway user's tasks, so it is set to the tasks that
   user has now plus the job's ``pids`` budget: a fork bomb is bounded, not confined per job.
+* **seccomp** (bwrap on x86_64, probed once): bwrap loads ``service.executors.seccomp``'s
+  filter, so the script cannot make new namespaces (``unshare``/``clone`` with
+  ``CLONE_NEW*``: a new user namespace would hand it every capability), mount, or reach
+  io_uring, bpf, keyrings, ptrace, perf and friends. The program goes to bwrap over a pipe
+  (``--seccomp FD``, ``pass_fds``), which bwrap closes before the harness starts. Elsewhere,
+  or where bwrap refuses it (logged), the label is absent.
 * Without bwrap: rlimits, scrubbed env, own session (+ the job uid when root); nothing stops
   network access or reading world-readable files, and the work dir is on the host's disk
   (only ``RLIMIT_FSIZE`` caps a file). Said at startup and in ``isolation``.
@@ -54,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import EngineUnavailable, ExecutorError
+from service.executors import seccomp
 from service.executors.base import RunRequest
 
 log = logging.getLogger(__name__)
@@ -116,6 +123,7 @@ class Isolation:
     prlimit: str | None
     detail: str
     sized_tmpfs: bool = False  # bwrap has --size: the sandbox's writable dirs are capped tmpfs
+    seccomp: bool = False  # bwrap loads our seccomp filter (``service.executors.seccomp``)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -126,6 +134,8 @@ class Isolation:
             if not self.as_root:
                 labels.append("userns")
             labels += ["netns", "mountns", "pidns", "ipcns", "utsns"]
+            if self.seccomp:
+                labels.append("seccomp")
         return tuple(labels)
 
 
@@ -136,10 +146,15 @@ def detect_isolation(sandbox: str) -> Isolation:
     prlimit = shutil.which("prlimit", path=SYSTEM_PATH + ":/usr/sbin:/sbin")
     bwrap = shutil.which("bwrap", path=SYSTEM_PATH) if sandbox == "auto" else None
     notes = []
-    sized = False
+    sized = filtered = False
     if bwrap:
         problem = _probe_bwrap(bwrap, as_root=as_root)
         sized = problem is None and _probe_bwrap(bwrap, as_root=as_root, sized=True) is None
+        if problem is None and seccomp.supported():
+            refused = _probe_bwrap(bwrap, as_root=as_root, filtered=True)
+            filtered = refused is None
+            if refused:
+                log.warning("bwrap does not load the seccomp filter, running without: %s", refused)
         if problem:
             notes.append(f"bwrap unusable: {problem}")
             bwrap = None
@@ -156,6 +171,12 @@ def detect_isolation(sandbox: str) -> Isolation:
             notes.append("writable dirs are size-capped tmpfs")
         else:
             notes.append("bwrap lacks --size: work dir on disk, only RLIMIT_FSIZE caps it")
+        if filtered:
+            notes.append("seccomp filter denies namespaces, mounts, io_uring, bpf, ...")
+        elif not seccomp.supported():
+            notes.append(f"no seccomp filter on {os.uname().machine} (written for x86_64)")
+        else:
+            notes.append("bwrap refused the seccomp filter: new user namespaces NOT blocked")
     else:
         notes.append("no namespaces: network and world-readable files are NOT isolated")
     notes.append(
@@ -163,11 +184,22 @@ def detect_isolation(sandbox: str) -> Isolation:
     )
     if not prlimit:
         notes.append("prlimit missing: rlimits only from the harness")
-    return Isolation(bwrap, as_root, setpriv, prlimit, "; ".join(notes), sized_tmpfs=sized)
+    return Isolation(
+        bwrap,
+        as_root,
+        setpriv,
+        prlimit,
+        "; ".join(notes),
+        sized_tmpfs=sized,
+        seccomp=bool(bwrap) and filtered,
+    )
 
 
-def _probe_bwrap(bwrap: str, *, as_root: bool, sized: bool = False) -> str | None:
-    """Start ``true`` in the namespaces we use (and a sized tmpfs); None when that works."""
+def _probe_bwrap(
+    bwrap: str, *, as_root: bool, sized: bool = False, filtered: bool = False
+) -> str | None:
+    """Start ``true`` in the namespaces we use (and a sized tmpfs, or under our seccomp
+    filter); None when that works."""
     args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if not as_root:
         args += ["--unshare-user", "--cap-drop", "ALL"]
@@ -181,11 +213,24 @@ def _probe_bwrap(bwrap: str, *, as_root: bool, sized: bool = False) -> str | Non
     args += ["--proc", "/proc", "--dev", "/dev"]
     if sized:
         args += _tmpfs("/tmp", MB)
-    args += ["--", "true"]
+    program: seccomp.ProgramFd | None = None
     try:
-        out = subprocess.run(args, capture_output=True, timeout=10, env={"PATH": SYSTEM_PATH})
+        if filtered:
+            program = seccomp.ProgramFd()
+            args += ["--seccomp", str(program.fd)]
+        args += ["--", "true"]
+        out = subprocess.run(
+            args,
+            capture_output=True,
+            timeout=10,
+            env={"PATH": SYSTEM_PATH},
+            pass_fds=(program.fd,) if program else (),
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return str(exc)
+    finally:
+        if program is not None:
+            program.close()
     if out.returncode != 0:
         return out.stderr.decode("utf-8", "replace").strip() or f"exit {out.returncode}"
     return None
@@ -327,11 +372,14 @@ def sandbox_command(
     uid: int | None,
     nproc: int,
     seed: Path | None,
+    seccomp_fd: int | None = None,
 ) -> tuple[list[str], dict[str, str], str]:
     """argv, environment and cwd that start the harness for ``request`` in its sandbox.
 
     ``uid`` is the job's leased uid (None: the gateway's own), ``nproc`` its task budget
     (``nproc_limit``) and ``seed`` the prebuilt matplotlib font cache to show it.
+    ``seccomp_fd`` (required when ``iso.seccomp``) holds the filter program
+    (``seccomp.ProgramFd``); the caller passes it to bwrap with ``pass_fds``.
     """
     limits = request.limits
     prlimit = (
@@ -387,6 +435,10 @@ def sandbox_command(
             "--",
         ]
     bwrap = _bwrap_args(runner, layout, request, seed, iso)
+    if iso.seccomp:
+        if seccomp_fd is None:
+            raise ExecutorError("the sandbox needs its seccomp program fd")
+        bwrap += ["--seccomp", str(seccomp_fd)]
     argv = [iso.bwrap, *bwrap, *drop, *inner]
     return argv, env, "/"
 

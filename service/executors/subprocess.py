@@ -50,6 +50,7 @@ from service.executors.sandbox import (
     remove_tree,
     sandbox_command,
 )
+from service.executors.seccomp import ProgramFd
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -182,17 +183,29 @@ class SubprocessExecutor(Executor):
         lease = UidLease.acquire() if iso.as_root else None
         uid = lease.uid if lease else None
         job_dir: Path | None = None
+        program: ProgramFd | None = None
         try:
             job_dir = Path(tempfile.mkdtemp(prefix=f"job-{_safe(request.job_id)}-", dir=root))
             layout = JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
             seed = self.matplotlib_seed(runner)
             if not (iso.bwrap and iso.sized_tmpfs):
                 layout.seed_matplotlib(seed, uid)
+            if iso.bwrap and iso.seccomp:
+                program = ProgramFd()
             argv, env, cwd = sandbox_command(
-                request, runner, iso, layout, uid=uid, nproc=nproc, seed=seed
+                request,
+                runner,
+                iso,
+                layout,
+                uid=uid,
+                nproc=nproc,
+                seed=seed,
+                seccomp_fd=program.fd if program else None,
             )
-            result = self._supervise(request, argv, env, cwd, iso, layout, uid, nproc)
+            result = self._supervise(request, argv, env, cwd, iso, layout, uid, nproc, program)
         finally:
+            if program is not None:
+                program.close()
             if uid is not None:
                 kill_uid(uid)
             if job_dir is not None:
@@ -211,6 +224,7 @@ class SubprocessExecutor(Executor):
         layout: JobLayout,
         uid: int | None,
         nproc: int,
+        program: ProgramFd | None = None,
     ) -> RunResult:
         limits = request.limits
         wire = limits.to_wire()
@@ -239,9 +253,15 @@ class SubprocessExecutor(Executor):
                 user=drop_to,
                 group=drop_to,
                 extra_groups=[] if drop_to is not None else None,
+                # bwrap reads the seccomp program from this fd and closes it before the
+                # harness starts.
+                pass_fds=(program.fd,) if program else (),
             )
         except OSError as exc:
             raise ExecutorError(f"cannot start the local runner: {exc}") from exc
+        finally:
+            if program is not None:
+                program.close()  # bwrap has its own copy now
         assert proc.stdin and proc.stdout and proc.stderr
         reader = _ResultReader(proc.stdout, request)
         tail = _Tail(proc.stderr)

@@ -1,0 +1,245 @@
+"""The seccomp filter bubblewrap installs on the sandboxed harness (x86_64 only).
+
+Namespaces and a per-job uid do not stop a script from asking the kernel for *new*
+namespaces: ``unshare(CLONE_NEWUSER)`` (e.g. via ctypes) makes it root with every capability
+inside a fresh user namespace, and from there it can mount filesystems, reach io_uring, bpf
+and other large kernel surfaces that are only safe behind a capability. This module builds a
+classic-BPF program, in pure Python, that closes those doors; bubblewrap reads it from a file
+descriptor (``--seccomp FD``), sets ``no_new_privs`` and loads it right before it executes
+the command, so the filter covers the harness, the script and every process they start.
+
+The program, in order:
+
+1. ``seccomp_data.arch`` must be ``AUDIT_ARCH_X86_64``; anything else (an i386 ``int 0x80``
+   call, which has other syscall numbers) kills the process.
+2. x32 ABI calls (``nr >= 0x40000000``, the same syscalls under numbers the rest of the
+   filter would not match) kill the process.
+3. ``clone3`` fails with ``ENOSYS``: its flags live in a struct in memory, which BPF cannot
+   read, so it is refused as if the kernel were old; glibc then falls back to ``clone``.
+4. ``clone`` whose flags (``args[0]``) ask for any new namespace fails with ``EPERM``;
+   plain fork/thread creation is untouched.
+5. ``personality`` is allowed only for the personas Docker allows (query, Linux, 32-bit,
+   uname26 and combinations); anything else (e.g. ``ADDR_NO_RANDOMIZE``,
+   ``READ_IMPLIES_EXEC``) fails with ``EPERM``.
+6. The syscalls in ``DENIED`` fail with ``EPERM``; everything else is allowed.
+
+Nothing here touches what Python, numpy/BLAS, pandas, matplotlib or multiprocessing (fork,
+semaphores in /dev/shm, pipes) need. Denied calls fail with an errno rather than kill, so a
+library probing for a feature (io_uring, userfaultfd, ...) takes its fallback path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import select
+import struct
+
+# seccomp_data (include/uapi/linux/seccomp.h): int nr; __u32 arch; __u64 ip; __u64 args[6].
+OFF_NR = 0
+OFF_ARCH = 4
+OFF_ARG0_LO = 16  # low 32 bits of args[0] (little-endian)
+
+# Classic BPF opcodes (include/uapi/linux/filter.h, bpf_common.h).
+BPF_LD_W_ABS = 0x00 | 0x00 | 0x20  # BPF_LD | BPF_W | BPF_ABS
+BPF_JEQ_K = 0x05 | 0x10 | 0x00  # BPF_JMP | BPF_JEQ | BPF_K
+BPF_JGE_K = 0x05 | 0x30 | 0x00  # BPF_JMP | BPF_JGE | BPF_K
+BPF_JSET_K = 0x05 | 0x40 | 0x00  # BPF_JMP | BPF_JSET | BPF_K
+BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
+
+# Return actions (include/uapi/linux/seccomp.h).
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+
+AUDIT_ARCH_X86_64 = 0xC000003E  # EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+X32_SYSCALL_BIT = 0x40000000
+EPERM = 1
+ENOSYS = 38
+
+# Namespace flags of clone(2) (include/uapi/linux/sched.h); all in the low 32 bits.
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NAMESPACES = (
+    CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+)
+
+# x86_64 syscall numbers, from the kernel's arch/x86/entry/syscalls/syscall_64.tbl (stable
+# ABI: numbers are never reused).
+NR_CLONE = 56
+NR_PERSONALITY = 135
+NR_CLONE3 = 435
+
+# personality(2) arguments allowed (as Docker's default profile does): 0xffffffff queries,
+# PER_LINUX (0), PER_LINUX32 (8), UNAME26 (0x20000) and PER_LINUX32|UNAME26.
+PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
+# Syscalls that fail with EPERM, and why. A job needs none of them.
+DENIED: dict[str, tuple[int, str]] = {
+    # New namespaces: a user namespace gives full capabilities inside it (mount, netfilter,
+    # ...), the path to most unprivileged kernel exploits. setns would join existing ones.
+    "unshare": (272, "new namespaces (CLONE_NEWUSER gives all capabilities in it)"),
+    "setns": (308, "joining other namespaces"),
+    # Mounting and changing the root: only useful with capabilities from a user namespace.
+    "mount": (165, "mounting filesystems"),
+    "umount2": (166, "unmounting (uncovering what the sandbox hides)"),
+    "pivot_root": (155, "changing the root filesystem"),
+    "chroot": (161, "changing the root directory (chroot escapes)"),
+    # The new mount API (Linux 5.2+), same purpose as mount(2).
+    "open_tree": (428, "new mount API"),
+    "move_mount": (429, "new mount API"),
+    "fsopen": (430, "new mount API"),
+    "fsconfig": (431, "new mount API"),
+    "fsmount": (432, "new mount API"),
+    "fspick": (433, "new mount API"),
+    "mount_setattr": (442, "new mount API"),
+    # io_uring: a large, frequently exploited kernel surface that also bypasses seccomp for
+    # the operations it performs.
+    "io_uring_setup": (425, "io_uring (bypasses syscall filtering, many kernel CVEs)"),
+    "io_uring_enter": (426, "io_uring"),
+    "io_uring_register": (427, "io_uring"),
+    # eBPF: verifier bugs are a classic privilege escalation.
+    "bpf": (321, "eBPF programs and maps (verifier exploits)"),
+    # The kernel keyring is not namespaced: keys could leak between jobs or to the host.
+    "keyctl": (250, "kernel keyring (not namespaced)"),
+    "add_key": (248, "kernel keyring (not namespaced)"),
+    "request_key": (249, "kernel keyring (not namespaced)"),
+    # Debugging other processes of the job uid, reading/writing their memory.
+    "ptrace": (101, "tracing processes (also a seccomp bypass on old kernels)"),
+    "process_vm_readv": (310, "reading another process's memory"),
+    "process_vm_writev": (311, "writing another process's memory"),
+    # Performance counters: side channels and a history of exploits.
+    "perf_event_open": (298, "perf events (side channels, kernel exploits)"),
+    # Host administration: all need capabilities the job never has; refused up front.
+    "kexec_load": (246, "loading a new kernel"),
+    "kexec_file_load": (320, "loading a new kernel"),
+    "open_by_handle_at": (304, "opening files by handle (bypasses the mount view)"),
+    "userfaultfd": (323, "userfaultfd (stalls the kernel mid-copy: race exploits)"),
+    "init_module": (175, "loading kernel modules"),
+    "finit_module": (313, "loading kernel modules"),
+    "delete_module": (176, "unloading kernel modules"),
+    "acct": (163, "process accounting"),
+    "swapon": (167, "swap devices"),
+    "swapoff": (168, "swap devices"),
+    "reboot": (169, "rebooting"),
+    "settimeofday": (164, "setting the clock (not namespaced)"),
+    "clock_settime": (227, "setting the clock (not namespaced)"),
+    "clock_adjtime": (305, "adjusting the clock (not namespaced)"),
+    "syslog": (103, "the kernel log (leaks kernel addresses)"),
+    "iopl": (172, "I/O port access"),
+    "ioperm": (173, "I/O port access"),
+    "uselib": (134, "obsolete loader call (historical exploits)"),
+}
+
+
+def supported() -> bool:
+    """The filter is written for x86_64 syscall numbers; elsewhere it is not applied."""
+    return platform.machine() in ("x86_64", "AMD64")
+
+
+def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
+    # struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; }, native byte order.
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
+def _ret(action: int) -> bytes:
+    return _ins(BPF_RET_K, 0, 0, action)
+
+
+def build_program() -> bytes:
+    """The compiled filter: ``sock_filter`` entries, 8 bytes each, as bwrap's --seccomp reads."""
+    denied = sorted({nr for nr, _ in DENIED.values()})
+    prog: list[bytes] = [
+        _ins(BPF_LD_W_ABS, 0, 0, OFF_ARCH),
+        _ins(BPF_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        _ret(SECCOMP_RET_KILL_PROCESS),
+        _ins(BPF_LD_W_ABS, 0, 0, OFF_NR),
+        _ins(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
+        _ret(SECCOMP_RET_KILL_PROCESS),
+        _ins(BPF_JEQ_K, 0, 1, NR_CLONE3),
+        _ret(SECCOMP_RET_ERRNO | ENOSYS),
+    ]
+    # The tail, built backwards so each jump knows its distance: [denied checks..., ALLOW,
+    # EPERM]. A denied check at index i jumps to EPERM, (len - 1 - i - 1) entries ahead.
+    tail: list[bytes] = [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO | EPERM)]
+    checks: list[bytes] = []
+    n = len(denied)
+    for i, nr in enumerate(denied):
+        to_eperm = (n - 1 - i) + 1  # the remaining checks, then ALLOW
+        checks.append(_ins(BPF_JEQ_K, to_eperm, 0, nr))
+    # clone: namespace flags -> EPERM. personality: unknown personas -> EPERM.
+    #   JEQ clone ? next : +3 | LD arg0 | JSET ns ? EPERM_LOCAL : ALLOW_LOCAL
+    special: list[bytes] = [
+        _ins(BPF_JEQ_K, 0, 4, NR_CLONE),
+        _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
+        _ins(BPF_JSET_K, 1, 0, CLONE_NAMESPACES),
+        _ret(SECCOMP_RET_ALLOW),
+        _ret(SECCOMP_RET_ERRNO | EPERM),
+    ]
+    allowed = PERSONALITY_ALLOWED
+    personality = [
+        _ins(BPF_JEQ_K, 0, len(allowed) + 3, NR_PERSONALITY),
+        _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
+    ]
+    for i, value in enumerate(allowed):
+        personality.append(_ins(BPF_JEQ_K, len(allowed) - i, 0, value))  # -> ALLOW
+    personality += [_ret(SECCOMP_RET_ERRNO | EPERM), _ret(SECCOMP_RET_ALLOW)]
+    # After the clone/personality blocks the accumulator still holds nr (they only reload it
+    # on their own branch, which always returns).
+    body = prog + special + personality + checks + tail
+    assert all(len(b) == 8 for b in body)
+    return b"".join(body)
+
+
+class ProgramFd:
+    """The compiled filter in a pipe, ready for ``bwrap --seccomp FD`` (read end).
+
+    The write end is closed once the bytes are in (the program is far smaller than a pipe
+    buffer, so this never blocks). Pass ``fd`` to the child with ``pass_fds`` and close it in
+    the parent right after the spawn; bwrap reads it to EOF and closes it before the
+    sandboxed command starts, so it never reaches the script.
+    """
+
+    def __init__(self, program: bytes | None = None) -> None:
+        data = build_program() if program is None else program
+        if len(data) > select.PIPE_BUF:
+            raise ValueError(f"seccomp program of {len(data)} bytes does not fit a pipe write")
+        read, write = os.pipe()  # both O_CLOEXEC: only pass_fds hands one to a child
+        try:
+            os.write(write, data)
+        except OSError:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self._fd: int | None = read
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise ValueError("seccomp program fd already closed")
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> ProgramFd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
