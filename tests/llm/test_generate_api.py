@@ -94,6 +94,20 @@ def test_csv_average_by_department(
     assert sum(s for _, d, s in EMPLOYEES if d == "IT") / 2 == body["result"]["IT"]
 
 
+def test_json_body_with_inline_file(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    llm_server.push(fenced(CSV_CODE), approve())
+    csv = employees_csv(tmp_path / "employees.csv").read_text()
+    body = {
+        "query": "average salary by department",
+        "files": [{"name": "employees.csv", "content": csv}],
+    }
+    response = api().post("/v1/generate", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"HR": 60000.0, "IT": 100000.0, "Sales": 60000.0}
+
+
 FIB_RECURSIVE = """
 import json
 
