@@ -3,6 +3,8 @@
     PythonCoderError
     ├── InvalidRequest              400  a parameter is malformed or out of range
     │   └── PayloadTooLarge         413  the request body exceeds the upload limits
+    ├── Unauthorized                401  no or unknown API key
+    ├── Forbidden                   403  the caller's role lacks the permission
     ├── NotFound                    404  unknown execution or artifact
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
@@ -37,6 +39,14 @@ class InvalidRequest(PythonCoderError):
 
 
 class PayloadTooLarge(InvalidRequest):
+    pass
+
+
+class Unauthorized(PythonCoderError):
+    pass
+
+
+class Forbidden(PythonCoderError):
     pass
 
 

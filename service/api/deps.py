@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from security.policy import StaticPolicy
+from service.auth.permissions import LOCAL_OPERATOR, Permission, Principal
 from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge
 from service.executors.base import Executor
 from service.executors.factory import ExecutorRegistry
@@ -43,6 +44,27 @@ def get_policy(request: Request) -> StaticPolicy:
 
 
 PolicyDep = Annotated[StaticPolicy, Depends(get_policy)]
+
+
+def get_principal(request: Request) -> Principal:
+    """The caller. Without a key store every caller is the local operator."""
+    return LOCAL_OPERATOR
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """A dependency that lets the request through only with ``permission``.
+
+    ``Depends(require(Permission.QUERY))`` on a route, or as a parameter to get the caller.
+    """
+
+    def check(principal: PrincipalDep) -> Principal:
+        principal.require(permission)
+        return principal
+
+    return check
 
 
 @dataclass

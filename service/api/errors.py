@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 STATUS: list[tuple[type[Exception], int]] = [
     (se.PayloadTooLarge, 413),
     (se.InvalidRequest, 400),
+    (se.Unauthorized, 401),
+    (se.Forbidden, 403),
     (se.NotFound, 404),
     (se.PolicyViolation, 422),
     (se.VerificationFailed, 422),
