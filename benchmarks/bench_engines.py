@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.executors.base import RunRequest
-from service.executors.factory import make_executor
+from service.executors.registry import make_executor
 from service.pipeline.jobs import run_limits
 from service.settings import Settings
 

@@ -11,7 +11,9 @@ The work dir is ``argv[1]``, else ``$PYC_WORKDIR``, else the current directory, 
 file serves the docker engine (``WORKDIR /work``) and the subprocess engine. The script runs
 as ``__main__`` from ``script.py`` in that dir (written there unless an input has the name);
 modules named in ``$PYC_PREIMPORT`` (default ``numpy,pandas``) are imported before the request
-is read, so a runner started ahead of its request is warm.
+is read, so a runner started ahead of its request is warm. With ``PYC_HELLO=1`` it then writes
+a ready frame (``{"ready": true, ...}``) on the result channel, so whoever started it knows the
+imports are done; the request frame is read only after that.
 """
 
 from __future__ import annotations
@@ -266,6 +268,7 @@ def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w
         _set_dumpable(True)  # /proc/self works again; the parent (PID 1) stays non-dumpable
         _prefer_as_oom_victim()
         _apply_rlimits(limits)
+        _reseed()
         os.chdir(workdir)
         status = _exec_script(code, workdir)
     except BaseException:  # setup failed: say why on the script's stderr
@@ -285,6 +288,15 @@ def _prefer_as_oom_victim() -> None:
             f.write("1000")
     except OSError:
         pass
+
+
+def _reseed() -> None:
+    """Fresh random state for this script. ``random`` reseeds itself after fork; numpy's
+    global generator, created when numpy was pre-imported, does not."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        with contextlib.suppress(Exception):
+            numpy_random.seed()
 
 
 def _max_fd() -> int:
@@ -691,14 +703,17 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def preimport() -> None:
+def preimport() -> list[str]:
     """Import the heavy modules before the request arrives, so a started runner is warm."""
     names = os.environ.get("PYC_PREIMPORT", "numpy,pandas")
+    done = []
     for name in filter(None, (n.strip() for n in names.split(","))):
         try:
             __import__(name)
+            done.append(name)
         except Exception as exc:  # a missing module only costs the warm start
             log(f"pre-import of {name} failed: {exc.__class__.__name__}: {exc}")
+    return done
 
 
 def main(argv: list[str]) -> int:
@@ -714,7 +729,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_dumpable(False)
     _become_subreaper()
-    preimport()
+    imported = preimport()
+    if os.environ.get("PYC_HELLO") == "1":
+        try:
+            _write_all(result_fd, encode_header({"ready": True, "preimported": imported}))
+        except OSError:
+            log("nobody is listening for the ready frame")
+            return 3
     try:
         header = read_header(_read_fd0)
     except ProtocolError as exc:

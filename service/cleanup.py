@@ -1,14 +1,13 @@
-"""Leave nothing behind: orphan containers, stale job dirs, expired artifacts, running jobs.
+"""Leave nothing behind: orphan sandboxes, stale job dirs, expired artifacts, running jobs.
 
-- ``startup_cleanup``: a crashed gateway leaves runner containers (labelled ours) and job
-  scratch dirs; both go before the first request is served.
+- ``startup_cleanup``: a crashed gateway leaves sandboxes (runner containers, local job
+  dirs) and job scratch dirs; each engine sweeps its own (``Executor.sweep_orphans``) and the
+  scratch dirs go, before the pool starts and the first request is served.
 - ``ArtifactSweeper``: produced files are served for ``artifact_retention_s``; a background
   task deletes older ones every ``cleanup_interval_s``.
-- ``shutdown``: wait up to ``shutdown_grace_s`` for running scripts, then kill their
-  containers and process groups so that a stop never leaks a sandbox.
-
-One gateway per Docker engine is assumed: containers carrying our label that this process
-did not start are a previous crash's, not a neighbour's.
+- ``shutdown``: drain the warm pools, wait up to ``shutdown_grace_s`` for running scripts,
+  then cancel them (``Executor.cancel``) and kill stray process groups, so that a stop never
+  leaks a sandbox.
 """
 
 from __future__ import annotations
@@ -20,117 +19,37 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from service.executors.base import CONTAINER_LABEL, JOB_LABEL
+from service.executors.registry import ExecutorRegistry
 from service.observability import CLEANUP_REMOVED, active_jobs, active_runs, wait_for_idle
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The subprocess engine's per-run temp dirs, directly under execution_dir.
-SUBPROCESS_JOB_PREFIX = "job-"
-
 
 @dataclass
 class CleanupReport:
-    containers: list[str] = field(default_factory=list)
+    sandboxes: dict[str, list[str]] = field(default_factory=dict)  # engine -> removed
     job_dirs: list[str] = field(default_factory=list)
     artifact_dirs: list[str] = field(default_factory=list)
-    temp_dirs: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # jobs killed at shutdown
     killed_processes: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def as_log(self) -> dict[str, Any]:
         return {
-            "containers_removed": len(self.containers),
+            "sandboxes_removed": sum(len(v) for v in self.sandboxes.values()),
             "job_dirs_removed": len(self.job_dirs),
             "artifact_dirs_removed": len(self.artifact_dirs),
-            "temp_dirs_removed": len(self.temp_dirs),
             "processes_killed": len(self.killed_processes),
             "errors": self.errors[:5],
         }
-
-
-# --- containers ------------------------------------------------------------------------------
-
-
-def _docker_client(timeout: int = 10) -> Any | None:
-    """A client when an engine answers, else None: without one nothing of ours can run."""
-    from service.errors import EngineUnavailable
-    from service.executors.factory import ping_docker
-
-    try:
-        ping_docker()  # a plain-socket check first: docker-py leaks failed connections
-    except EngineUnavailable:
-        return None
-    import docker
-
-    client = None
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-        return client
-    except Exception:
-        if client is not None:
-            client.close()
-        return None
-
-
-def _remove_orphans_fn() -> Callable[..., list[str]] | None:
-    try:
-        from service.executors import docker as docker_executor
-    except ImportError:
-        return None
-    return getattr(docker_executor, "remove_orphans", None)
-
-
-def remove_our_containers(client: Any, job_ids: Iterable[str] | None = None) -> list[str]:
-    """Remove containers carrying our label; returns their names.
-
-    Without ``job_ids`` (startup): what no run can still own, by the docker executor's rule
-    (stopped ones, and live ones older than any run may take), so a neighbour gateway's runs
-    survive. With ``job_ids`` (shutdown): exactly those jobs' containers, running or not.
-    """
-    remove_orphans = _remove_orphans_fn()
-    api = getattr(client, "api", client)  # the executor works with the low-level client
-    if job_ids is None:
-        if remove_orphans is not None:
-            return list(remove_orphans(api))
-        selectors = [[CONTAINER_LABEL]]
-    else:
-        selectors = [[CONTAINER_LABEL, f"{JOB_LABEL}={job}"] for job in job_ids]
-        if remove_orphans is not None:
-            removed: list[str] = []
-            for job in job_ids:
-                removed += remove_orphans(api, only={JOB_LABEL: job}, live_for_s=0)
-            return removed
-    removed = []
-    for labels in selectors:
-        for container in api.containers(all=True, filters={"label": labels}):
-            with contextlib.suppress(Exception):  # gone meanwhile is fine
-                api.remove_container(container["Id"], force=True, v=True)
-                removed.append((container.get("Names") or [container["Id"][:12]])[0].lstrip("/"))
-    return removed
-
-
-def cleanup_containers(report: CleanupReport, job_ids: Iterable[str] | None = None) -> None:
-    client = _docker_client()
-    if client is None:
-        return
-    try:
-        found = remove_our_containers(client, job_ids)
-        report.containers.extend(found)
-        CLEANUP_REMOVED.labels(kind="container").inc(len(found))
-    except Exception as exc:
-        report.errors.append(f"containers: {exc}")
-    finally:
-        client.close()
 
 
 # --- directories -----------------------------------------------------------------------------
@@ -196,42 +115,47 @@ def sweep_expired(settings: Settings, now: float | None = None) -> CleanupReport
     # the retention) belongs to a job that is gone.
     scratch_age = max(retention, float(settings.max_timeout) * 2 + 60)
     report.job_dirs = remove_older_than(jobs, scratch_age, now=now)
-    report.temp_dirs = remove_older_than(
-        settings.execution_dir, scratch_age, prefix=SUBPROCESS_JOB_PREFIX, now=now
-    )
     CLEANUP_REMOVED.labels(kind="artifact_dir").inc(len(report.artifact_dirs))
     CLEANUP_REMOVED.labels(kind="job_dir").inc(len(report.job_dirs))
-    CLEANUP_REMOVED.labels(kind="temp_dir").inc(len(report.temp_dirs))
     return report
 
 
-def startup_cleanup_sync(settings: Settings) -> CleanupReport:
-    """Before serving: no job runs yet, so every container of ours and scratch dir is stale."""
+def startup_cleanup_sync(
+    settings: Settings, registry: ExecutorRegistry | None = None
+) -> CleanupReport:
+    """Before serving: no job runs yet, so every sandbox of ours and scratch dir is stale."""
     report = sweep_expired(settings)
     jobs, _ = _dirs(settings)
     # A scratch dir still here belongs to a job of a gateway that died with it running: its
-    # container (labelled with the job id) is ours for sure, whatever its state or age.
-    crashed = [p.name for p in jobs.iterdir()] if jobs.is_dir() else []
-    if crashed:
-        cleanup_containers(report, crashed)
+    # sandbox is ours for sure, whatever its state or age.
+    crashed = sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
+    own = registry is None
+    registry = registry or ExecutorRegistry(settings)
+    try:
+        report.sandboxes = registry.sweep_orphans(jobs=crashed)
+    except Exception as exc:
+        report.errors.append(f"sandboxes: {exc}")
+    finally:
+        if own:
+            registry.close()
+    for engine, removed in report.sandboxes.items():
+        CLEANUP_REMOVED.labels(kind=f"{engine}_sandbox").inc(len(removed))
     stale_jobs = remove_older_than(jobs, 0.0)
-    stale_temp = remove_older_than(settings.execution_dir, 0.0, prefix=SUBPROCESS_JOB_PREFIX)
     report.job_dirs.extend(stale_jobs)
-    report.temp_dirs.extend(stale_temp)
     CLEANUP_REMOVED.labels(kind="job_dir").inc(len(stale_jobs))
-    CLEANUP_REMOVED.labels(kind="temp_dir").inc(len(stale_temp))
-    cleanup_containers(report)
     return report
 
 
-async def startup_cleanup(settings: Settings) -> CleanupReport:
-    report = await anyio.to_thread.run_sync(startup_cleanup_sync, settings)
+async def startup_cleanup(
+    settings: Settings, registry: ExecutorRegistry | None = None
+) -> CleanupReport:
+    report = await anyio.to_thread.run_sync(startup_cleanup_sync, settings, registry)
     level = logging.INFO if not report.errors else logging.WARNING
     log.log(level, "startup cleanup", extra=report.as_log())
-    if report.containers:
+    if any(report.sandboxes.values()):
         log.warning(
-            "removed orphan runner containers left by a previous run",
-            extra={"containers": report.containers},
+            "removed orphan sandboxes left by a previous run",
+            extra={"sandboxes": report.sandboxes},
         )
     return report
 
@@ -258,7 +182,7 @@ class ArtifactSweeper:
             except Exception:
                 log.exception("artifact sweep failed")
                 continue
-            if report.artifact_dirs or report.job_dirs or report.temp_dirs:
+            if report.artifact_dirs or report.job_dirs:
                 log.info("expired files removed", extra=report.as_log())
 
     async def stop(self) -> None:
@@ -339,9 +263,13 @@ def _is_runner_process(settings: Settings) -> Callable[[str], bool]:
     return match
 
 
-def shutdown_sync(settings: Settings, grace_s: float | None = None) -> CleanupReport:
-    """Wait for running scripts up to the grace period, then kill what is left."""
+def shutdown_sync(
+    settings: Settings, registry: ExecutorRegistry | None = None, grace_s: float | None = None
+) -> CleanupReport:
+    """Drain the pools, wait for running scripts up to the grace period, then kill the rest."""
     report = CleanupReport()
+    if registry is not None:
+        registry.drain_pools()
     grace = settings.shutdown_grace_s if grace_s is None else grace_s
     running = active_runs()
     if running == 0:
@@ -354,17 +282,22 @@ def shutdown_sync(settings: Settings, grace_s: float | None = None) -> CleanupRe
         "grace period over: killing running jobs",
         extra={"running": active_runs(), "jobs": sorted(jobs)},
     )
-    cleanup_containers(report, [job for job, engine in jobs.items() if engine == "docker"])
+    if registry is not None:
+        report.cancelled = registry.cancel(sorted(jobs))
     report.killed_processes = kill_descendants(_is_runner_process(settings))
-    # The killed runs now return (as failed) from their worker threads; give them a moment
-    # so their job dirs are removed by the pipeline before the process exits.
+    # The killed runs now return (as failed) from their worker threads and dispose of their
+    # sandboxes; give them a moment so nothing is left when the process exits.
     wait_for_idle(5.0)
     return report
 
 
-async def shutdown(settings: Settings, sweeper: ArtifactSweeper | None = None) -> CleanupReport:
+async def shutdown(
+    settings: Settings,
+    registry: ExecutorRegistry | None = None,
+    sweeper: ArtifactSweeper | None = None,
+) -> CleanupReport:
     if sweeper is not None:
         await sweeper.stop()
-    report = await anyio.to_thread.run_sync(shutdown_sync, settings)
+    report = await anyio.to_thread.run_sync(shutdown_sync, settings, registry)
     log.info("shutdown cleanup", extra=report.as_log())
     return report

@@ -11,6 +11,8 @@ import math
 import sys
 from collections.abc import Sequence
 
+from service.executors.registry import ENGINE_CHOICES
+
 
 def _serve(args: argparse.Namespace) -> int:
     from service.server import serve
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a script through the service's executors")
     p.add_argument("script")
     p.add_argument("--file", "-f", action="append", default=[], help="input file (repeatable)")
-    p.add_argument("--engine", choices=["auto", "docker", "subprocess"], default=None)
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default=None)
     p.add_argument(
         "--timeout", type=timeout_seconds, default=None, help="seconds (> 0, <= max_timeout)"
     )

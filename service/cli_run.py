@@ -181,7 +181,7 @@ def run_local(
     import anyio
 
     from security.policy import StaticPolicy
-    from service.executors.factory import make_executor
+    from service.executors.registry import make_executor
     from service.pipeline.execute import run_execution
     from service.pipeline.jobs import Upload, intake_uploads, open_job
     from service.settings import get_settings

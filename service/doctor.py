@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,99 +31,65 @@ class Check:
     fix: str = ""
 
 
-def _docker_wanted(settings: Settings) -> bool:
-    return settings.engine == "docker"
+def check_engines(settings: Settings) -> list[Check]:
+    """One row per registered engine: can it run here, and is its runner ready?
 
+    A problem fails the check only for the engine the settings name (or, for ``auto``, when
+    no engine at all is ready); otherwise it is a warning.
+    """
+    from service.errors import PythonCoderError
+    from service.executors.registry import ENGINES
 
-def check_engine(settings: Settings) -> Check:
-    from service.errors import EngineUnavailable
-    from service.executors.factory import ping_docker
-
-    try:
-        found = ping_docker()
-    except EngineUnavailable as exc:
-        if settings.engine == "subprocess":
-            return Check("docker engine", OK, f"not used (engine=subprocess): {exc.message}")
-        status = FAIL if _docker_wanted(settings) else WARN
-        fallback = "" if _docker_wanted(settings) else "; auto falls back to the subprocess engine"
-        return Check(
-            "docker engine",
-            status,
-            exc.message + fallback,
-            "start dockerd (or set DOCKER_HOST); in compose mount /var/run/docker.sock and set "
-            "DOCKER_GID to the socket's group",
-        )
-    return Check("docker engine", OK, found)
-
-
-def check_image(settings: Settings) -> Check:
-    name = f"runner image {settings.image}"
-    if settings.engine == "subprocess":
-        return Check(name, OK, "not used (engine=subprocess)")
-    try:
-        from service.executors.factory import ping_docker
-
-        ping_docker()
-        from service.runner_build import docker_api, image_labels
-
-        api = docker_api(timeout=10)
+    rows: list[tuple[str, bool, str, str]] = []  # name, ready, detail, fix
+    for entry in ENGINES.values():
         try:
-            labels = image_labels(api, settings.image)
+            found = entry.probe()
+        except PythonCoderError as exc:
+            rows.append((entry.name, False, exc.message, _ENGINE_FIX))
+            continue
+        executor = entry.load(settings)
+        try:
+            state = executor.readiness()
+        except PythonCoderError as exc:
+            rows.append((entry.name, False, exc.message, ""))
+            continue
         finally:
-            api.close()
-    except Exception as exc:
-        return Check(name, WARN, f"cannot inspect (no engine?): {exc}")
-    build = "`python-coder build-runner` (no registry: add --offline --bootstrap-base)"
-    if labels is None:
-        # The engine answers, so docker (or auto) would pick it and every run would fail.
-        return Check(name, FAIL, "missing", f"run {build}, or `docker compose build`")
-    try:
-        from service.runner_build import SOURCE_HASH_LABEL, runner_source_hash
-
-        wanted = runner_source_hash()
-    except Exception as exc:
-        return Check(name, OK, f"present (staleness not checked: {exc})")
-    have = labels.get(SOURCE_HASH_LABEL)
-    if have is None:
-        return Check(
-            name,
-            WARN,
-            "present, built without a source-hash label (by hand or by compose)",
-            f"{build} labels it so staleness can be checked",
-        )
-    if have != wanted:
-        return Check(
-            name,
-            WARN,
-            f"stale: built from sources {have[:12]}, current {wanted[:12]}",
-            f"rebuild: {build}",
-        )
-    return Check(name, OK, f"present, current (sources {wanted[:12]})")
+            executor.close()
+        fix = "" if state.ready else _fix_from(state.detail)
+        rows.append((entry.name, state.ready, f"{found}; {state.detail}", fix))
+    any_ready = any(ready for _n, ready, _d, _f in rows)
+    checks = []
+    for name, ready, detail, fix in rows:
+        wanted = settings.engine == name or (settings.engine == "auto" and not any_ready)
+        status = OK if ready else FAIL if wanted else WARN
+        if not ready and not wanted and settings.engine != "auto":
+            status, detail = OK, f"not used (engine={settings.engine}): {detail}"
+        checks.append(Check(f"engine {name}", status, detail, fix))
+    return checks
 
 
-def check_local_runner(settings: Settings) -> Check:
-    python = settings.local_runner_python
-    name = "local runner venv"
-    fix = "python-coder build-runner --local"
-    need = settings.engine == "subprocess"
-    if settings.engine == "docker" and not python.exists():
-        return Check(name, OK, "not used (engine=docker)")
-    if not python.exists():
-        return Check(name, FAIL if need else WARN, f"{python} missing", fix)
-    try:
-        probe = subprocess.run(
-            [str(python), "-c", "import pandas, numpy; print(pandas.__version__)"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check(name, FAIL if need else WARN, f"{python} does not run: {exc}", fix)
-    if probe.returncode != 0:
-        tail = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        return Check(name, FAIL if need else WARN, f"{python}: {tail}", fix)
-    return Check(name, OK, f"{python} (pandas {probe.stdout.strip()})")
+_ENGINE_FIX = (
+    "start dockerd (or set DOCKER_HOST); in compose mount /var/run/docker.sock and set "
+    "DOCKER_GID to the socket's group"
+)
+
+
+def _fix_from(detail: str) -> str:
+    """The command a readiness message names (``...: `python-coder build-runner` ...``)."""
+    start = detail.find("`")
+    end = detail.find("`", start + 1)
+    return f"run {detail[start + 1 : end]}" if 0 <= start < end else ""
+
+
+def check_pool(settings: Settings) -> Check:
+    if settings.pool_max <= 0:
+        return Check("warm pool", WARN, "off (PYTHON_CODE_POOL_MAX=0): every run starts cold")
+    return Check(
+        "warm pool",
+        OK,
+        f"{settings.pool_min}..{settings.pool_max} sandboxes with numpy, pandas and matplotlib "
+        f"imported; inputs up to {settings.pool_input_room_mb} MB",
+    )
 
 
 def check_llm(settings: Settings) -> Check:
@@ -261,9 +226,8 @@ def check_disk(settings: Settings, warn_bytes: int = 2 * GIB, fail_bytes: int = 
 
 def run_checks(settings: Settings) -> list[Check]:
     steps: list[Callable[[Settings], Check | list[Check]]] = [
-        check_engine,
-        check_image,
-        check_local_runner,
+        check_engines,
+        check_pool,
         check_llm,
         check_limits,
         check_disk,

@@ -60,7 +60,9 @@ async def describe_environment(executor: Executor, settings: Settings) -> dict[s
     return {
         **probe,
         "engine": executor.name,
-        "image": settings.image if executor.name == "docker" else None,
+        "isolation": list(executor.isolation()),
+        "runner": executor.describe(),
+        "pool": executor.pool.snapshot() if executor.pool is not None else None,
         "limits": {
             "timeout_s": settings.timeout,
             "max_timeout_s": settings.max_timeout,

@@ -106,7 +106,7 @@ class ExecuteJSONRequest(BaseModel):
     context: str | None = None
     files: list[InlineFile] = Field(default_factory=list)
     timeout_s: float | None = Field(default=None, gt=0)
-    engine: Literal["auto", "docker", "subprocess"] | None = None
+    engine: str | None = None
 
 
 class ErrorBody(Frozen):

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from service.executors.base import RunResult
+    from service.executors.pool import PoolHooks
     from service.settings import Settings
 
 log = logging.getLogger("python_coder.observability")
@@ -72,7 +73,32 @@ PHASE_SECONDS = Histogram(
 )
 ACTIVE_CONTAINERS = Gauge(
     "python_coder_active_containers",
-    "Runner containers this gateway has running right now.",
+    "Sandboxes (runner containers or local sandboxes) running a script right now.",
+    registry=REGISTRY,
+)
+POOL_SIZE = Gauge(
+    "python_coder_pool_size",
+    "Warm sandboxes waiting for a request, by engine.",
+    ["engine"],
+    registry=REGISTRY,
+)
+POOL_HITS = Counter(
+    "python_coder_pool_hits",
+    "Requests served by a warm pooled sandbox, by engine.",
+    ["engine"],
+    registry=REGISTRY,
+)
+POOL_MISSES = Counter(
+    "python_coder_pool_misses",
+    "Requests provisioned cold, by engine and reason (empty pool, other shape).",
+    ["engine", "reason"],
+    registry=REGISTRY,
+)
+POOL_PROVISION_SECONDS = Histogram(
+    "python_coder_pool_provision_seconds",
+    "Time to provision a pooled sandbox until its harness is ready, by engine.",
+    ["engine"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60),
     registry=REGISTRY,
 )
 ACTIVE_EXECUTIONS = Gauge(
@@ -181,7 +207,7 @@ def wait_for_idle(timeout_s: float) -> bool:
 
 
 @contextlib.contextmanager
-def track_active_container(engine: str = "docker", job_id: str | None = None) -> Iterator[None]:
+def track_active_container(engine: str, job_id: str | None = None) -> Iterator[None]:
     """Count a run as active while the block runs (works from worker threads)."""
     global _active_runs
     with _active_lock:
@@ -189,19 +215,29 @@ def track_active_container(engine: str = "docker", job_id: str | None = None) ->
         if job_id:
             _active_jobs[job_id] = engine
     ACTIVE_EXECUTIONS.labels(engine=engine).inc()
-    if engine == "docker":
-        ACTIVE_CONTAINERS.inc()
+    ACTIVE_CONTAINERS.inc()
     try:
         yield
     finally:
         ACTIVE_EXECUTIONS.labels(engine=engine).dec()
-        if engine == "docker":
-            ACTIVE_CONTAINERS.dec()
+        ACTIVE_CONTAINERS.dec()
         with _active_lock:
             _active_runs -= 1
             if job_id:
                 _active_jobs.pop(job_id, None)
             _active_lock.notify_all()
+
+
+def pool_hooks() -> PoolHooks:
+    """The warm pool's reports, as Prometheus metrics."""
+    from service.executors.pool import PoolHooks
+
+    return PoolHooks(
+        hit=lambda engine: POOL_HITS.labels(engine=engine).inc(),
+        miss=lambda engine, reason: POOL_MISSES.labels(engine=engine, reason=reason).inc(),
+        provisioned=lambda engine, s: POOL_PROVISION_SECONDS.labels(engine=engine).observe(s),
+        size=lambda engine, n: POOL_SIZE.labels(engine=engine).set(n),
+    )
 
 
 def outcome_of(result: RunResult) -> str:

@@ -6,10 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-EngineChoice = Literal["auto", "docker", "subprocess"]
 
 MB = 1024 * 1024
 
@@ -29,7 +27,7 @@ class Settings(BaseSettings):
     max_file_size: int = Field(50, ge=1, description="per uploaded file, MB")
 
     # --- engine ----------------------------------------------------------------------------
-    engine: EngineChoice = "auto"
+    engine: str = Field("auto", description="auto or an engine of service.executors.registry")
     image: str = "python-coder-runner:latest"
     docker_runtime: str | None = None  # e.g. "runsc" for gVisor
     cpus: float = Field(1.0, gt=0)
@@ -38,6 +36,13 @@ class Settings(BaseSettings):
     tmpfs_size_mb: int = 1024  # the work dir inside the container (inputs + outputs)
     max_timeout: int = 600
     local_runner_dir: Path = Path("./.runner-venv")
+    # Warm pool (service/executors/pool.py): sandboxes provisioned ahead with numpy, pandas
+    # and matplotlib imported; 0 for pool_max turns it off.
+    pool_min: int = Field(2, ge=0, description="pooled sandboxes kept waiting at least")
+    pool_max: int = Field(6, ge=0, description="pooled sandboxes at most (0: no pool)")
+    pool_input_room_mb: int = Field(
+        64, ge=0, description="inputs a pooled docker sandbox takes; larger ones run cold"
+    )
 
     # --- uploads ---------------------------------------------------------------------------
     max_total_upload: int = Field(200, ge=1, description="all files of one request, MB")
@@ -72,6 +77,15 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     environment: Literal["development", "production"] = "development"
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from service.executors.registry import ENGINE_CHOICES
+
+        if value not in ENGINE_CHOICES:
+            raise ValueError(f"unknown engine {value!r}; choose one of {', '.join(ENGINE_CHOICES)}")
+        return value
 
     @property
     def max_memory_bytes(self) -> int:

@@ -19,7 +19,7 @@ import anyio
 
 from files.errors import IntakeError
 from service.errors import PythonCoderError
-from service.executors.factory import ExecutorRegistry
+from service.executors.registry import ExecutorRegistry
 from service.llm.client import build_llm
 from service.models import ExecutionResponse
 from service.pipeline.generate import run_generation

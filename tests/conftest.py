@@ -16,13 +16,16 @@ from service.executors.base import CONTAINER_LABEL
 from service.settings import get_settings
 
 REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
+# Apps built by tests run cold unless a test asks for a pool (tests/executors/test_pool.py
+# and the pooled API tests): a pool per test app would hold idle sandboxes all suite long.
+os.environ.setdefault("PYTHON_CODE_POOL_MAX", "0")
 
 
 @cache
 def docker_problem() -> str | None:
     """``None`` when Docker tests can run, else why not."""
     from service.errors import EngineUnavailable
-    from service.executors.factory import ping_docker
+    from service.executors.docker.probe import ping_docker
 
     try:
         ping_docker()  # plain socket first: docker-py leaks a failed connection (ResourceWarning)
@@ -72,11 +75,12 @@ def our_containers() -> list[str]:
         return []
     import docker
 
-    client = docker.from_env(timeout=10)
+    # The low-level listing: the high-level one inspects each container and fails on one
+    # that another suite removes meanwhile.
+    client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41", timeout=10)
     try:
-        return [
-            c.name for c in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
-        ]
+        listed = client.containers(all=True, filters={"label": CONTAINER_LABEL})
+        return [(c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/") for c in listed]
     finally:
         client.close()
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from files import warm_up
@@ -15,7 +16,7 @@ from service import __version__
 from service.api.errors import install_error_handlers
 from service.api.routes import execute, files, generate, health
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
-from service.executors.factory import ExecutorRegistry
+from service.executors.registry import ExecutorRegistry
 from service.observability import install_observability
 from service.pipeline.jobs import intake_limits
 from service.settings import Settings, get_settings
@@ -29,20 +30,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.execution_dir.mkdir(parents=True, exist_ok=True)
-        await startup_cleanup(settings)  # orphan containers and job dirs of a crashed run
-        registry = ExecutorRegistry(settings)
+        registry = ExecutorRegistry(settings, pooled=True)
+        registry.open_slots()
+        # Orphan sandboxes and job dirs of a crashed run go before the pool starts.
+        await startup_cleanup(settings, registry)
         sweeper = ArtifactSweeper(settings)
         sweeper.start()
         # Metadata workers start in the background (~2 s) so the first upload does not wait.
         threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
-        log.info("python-coder %s ready: %s", __version__, registry.describe())
+        # Resolving the default engine starts its warm pool.
+        described = await anyio.to_thread.run_sync(registry.describe)
+        log.info("python-coder %s ready: %s", __version__, described)
         try:
             yield
         finally:
-            await shutdown(settings, sweeper)  # wait for running jobs, then kill leftovers
-            registry.close()
+            # Drain the pool, wait for running jobs, then kill and sweep what is left.
+            await shutdown(settings, registry, sweeper)
+            await anyio.to_thread.run_sync(registry.close)
 
     app = FastAPI(
         title="python-coder",

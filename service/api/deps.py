@@ -17,7 +17,7 @@ from security.policy import StaticPolicy
 from service.auth.permissions import LOCAL_OPERATOR, Permission, Principal
 from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge
 from service.executors.base import Executor
-from service.executors.factory import ExecutorRegistry
+from service.executors.registry import ExecutorRegistry, check_engine
 from service.models import ExecuteJSONRequest, InlineFile
 from service.observability import caller_identity
 from service.pipeline.jobs import Upload
@@ -199,9 +199,7 @@ def float_field(fields: dict[str, Any], name: str, *, maximum: float) -> float |
 
 def engine_field(fields: dict[str, Any]) -> str | None:
     engine = fields.get("engine") or None
-    if engine not in (None, "auto", "docker", "subprocess"):
-        raise InvalidRequest(f"engine must be auto, docker or subprocess, got {engine!r}")
-    return engine
+    return None if engine is None else check_engine(engine)
 
 
 @dataclass

@@ -1,4 +1,12 @@
-"""The executor port: ``run(RunRequest) -> RunResult``, with docker and subprocess adapters.
+"""The executor port: ``provision(limits) -> Sandbox``, ``Sandbox.run(request)``, ``dispose()``.
+
+A sandbox is single-use: provisioned (created, started, the harness up with its imports done,
+waiting for its one request), run once, disposed of. Splitting the three lets a pool provision
+ahead of demand (``service.executors.pool``) while a cold run does all three in a row
+(``Executor.run``). Engines (``docker/``, ``local/``) implement the port; the registry
+(``service.executors.registry``) is the only list of them. Nothing outside ``executors/``
+compares engine names: it asks the port (``isolation()``, ``readiness()``,
+``sweep_orphans()``, ``cancel()``).
 
 Adapters are synchronous (docker-py and subprocess block); the pipeline calls them from a
 worker thread. Both speak ``runner_image.protocol`` to the same harness, so a script behaves
@@ -7,14 +15,29 @@ the same in either engine.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anyio import CapacityLimiter
+
+    from service.executors.pool import WarmPool
+    from service.settings import Settings
 
 # The label every container we start carries; cleanup and leak checks select on it.
 CONTAINER_LABEL = "io.python-coder.managed"
 JOB_LABEL = "io.python-coder.job"
+# Which gateway process provisioned a sandbox ("host:pid"): pooled ones carry no job id.
+GATEWAY_LABEL = "io.python-coder.gateway"
+GATEWAY_ID = f"{socket.gethostname()}:{os.getpid()}"
+# Modules a pooled sandbox imports before it reports ready (matplotlib with the Agg backend).
+POOL_PREIMPORT = "numpy,pandas,matplotlib,matplotlib.pyplot"
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,11 @@ class RunLimits:
     nofile: int = 256
     workdir_bytes: int = 1024 * 1024 * 1024
 
+    def shape(self) -> tuple[int, float, int, int]:
+        """What a sandbox is built with; a request may use a sandbox of the same shape.
+        (The timeout and the output caps travel with the request.)"""
+        return (self.memory_bytes, self.cpus, self.pids, self.workdir_bytes)
+
     def to_wire(self) -> dict[str, Any]:
         """The limits the harness enforces itself (the engine enforces the rest)."""
         return {
@@ -53,6 +81,21 @@ class RunLimits:
             "nofile": self.nofile,
             "nproc": self.pids,
         }
+
+
+def limits_from_settings(settings: Settings, timeout_s: float | None = None) -> RunLimits:
+    """The operator's limits for a run (``timeout_s`` checked by the caller)."""
+    return RunLimits(
+        timeout_s=float(timeout_s or settings.timeout),
+        memory_bytes=settings.max_memory_bytes,
+        cpus=settings.cpus,
+        pids=settings.pids_limit,
+        max_output_bytes=settings.max_output_bytes,
+        max_artifact_bytes=settings.max_artifact_bytes,
+        max_artifacts_total_bytes=settings.max_artifacts_total_bytes,
+        max_artifacts=settings.max_artifacts,
+        workdir_bytes=settings.tmpfs_size_mb * 1024 * 1024,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,18 +152,142 @@ class Readiness:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
-class Executor(ABC):
-    """Runs one script in a fresh sandbox and returns what it produced."""
+class Sandbox(ABC):
+    """One provisioned sandbox: serves exactly one ``run``, then is disposed of.
 
-    name: str
+    ``run`` may be called from any thread; ``dispose`` is idempotent, never raises, and may
+    run on another thread than ``run`` (a pool disposes off the request path).
+    """
+
+    engine: str
+    ident: str  # container name or job dir, for logs
+    limits: RunLimits  # the shape it was provisioned with
+
+    def __init__(self) -> None:
+        self.provisioned_at = time.monotonic()
+        self._used = False
+        self._use_lock = threading.Lock()
+
+    def claim(self) -> None:
+        """Mark the sandbox used; a second claim is a bug, never a second run."""
+        with self._use_lock:
+            if self._used:
+                raise RuntimeError(f"sandbox {self.ident} has already served a request")
+            self._used = True
 
     @abstractmethod
     def run(self, request: RunRequest) -> RunResult:
-        """Run the script; raise ``EngineUnavailable``/``ExecutorError``, never return half."""
+        """Deliver the request and read its result; the timeout clock starts on delivery."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Still waiting for its request? Cheap: no engine API call."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """Stop a running script now (cancellation); the run then returns its result."""
+
+    @abstractmethod
+    def dispose(self) -> None:
+        """Remove every trace of the sandbox."""
+
+
+class Executor(ABC):
+    """An engine: provisions single-use sandboxes and answers for its own host resources."""
+
+    name: str
+    # Are a sandbox's input files charged to its memory limit (docker's tmpfs)? Then a pooled
+    # sandbox only takes inputs within the room it was provisioned with.
+    charges_inputs_to_memory = False
+
+    def __init__(self) -> None:
+        self._running: dict[str, Sandbox] = {}
+        self._running_lock = threading.Lock()
+        self.pool: WarmPool | None = None  # set by the registry when pooling is on
+        # The app's sandbox slots (an anyio CapacityLimiter shared by its engines), set by the
+        # registry; None: the caller's default (anyio's worker-thread limit).
+        self.slots: CapacityLimiter | None = None
+
+    @abstractmethod
+    def provision(
+        self,
+        limits: RunLimits,
+        *,
+        preimport: str = "",
+        input_room: int = 0,
+        tag: str | None = None,
+    ) -> Sandbox:
+        """A started sandbox waiting for one request, its ``preimport`` modules imported.
+
+        ``input_room``: bytes of inputs it must make room for (engines that charge the work
+        dir to the memory limit); ``tag``: a cold run's job id, for names and labels.
+        Raises ``EngineUnavailable``/``ExecutorError``/``RunnerImageMissing``.
+        """
+
+    def serve(self, sandbox: Sandbox, request: RunRequest) -> RunResult:
+        """Run ``request`` in ``sandbox`` (once), cancellable by job id meanwhile."""
+        sandbox.claim()
+        with self._running_lock:
+            self._running[request.job_id] = sandbox
+        try:
+            return sandbox.run(request)
+        finally:
+            with self._running_lock:
+                self._running.pop(request.job_id, None)
+
+    def run(self, request: RunRequest) -> RunResult:
+        """Run in a pooled sandbox when one fits, else cold: provision, run and dispose on
+        this thread. A pooled one is disposed of off the request path."""
+        pool = self.pool
+        sandbox = pool.take(request) if pool is not None else None
+        if sandbox is not None:
+            assert pool is not None
+            try:
+                return self.serve(sandbox, request)
+            finally:
+                pool.dispose(sandbox)
+        sandbox = self.provision(
+            request.limits, input_room=sum(f.size for f in request.inputs), tag=request.job_id
+        )
+        try:
+            return self.serve(sandbox, request)
+        finally:
+            sandbox.dispose()
+
+    def cancel(self, job_ids: list[str] | None = None) -> list[str]:
+        """Kill the scripts of these jobs (all running ones for None); their runs then
+        return as failed. Returns the job ids that were running here."""
+        with self._running_lock:
+            targets = {
+                job: sb for job, sb in self._running.items() if job_ids is None or job in job_ids
+            }
+        for sandbox in targets.values():
+            sandbox.kill()
+        return sorted(targets)
+
+    @abstractmethod
+    def isolation(self) -> tuple[str, ...]:
+        """Labels of what confines a script here (reported with each result)."""
 
     @abstractmethod
     def readiness(self) -> Readiness:
         """Is the engine reachable and the runner present? Cheap enough for ``/readyz``."""
 
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies the runner new sandboxes start from; a change drains the pool."""
+
+    @abstractmethod
+    def sweep_orphans(
+        self, *, everything: bool = False, jobs: list[str] | None = None
+    ) -> list[str]:
+        """Remove sandboxes no live gateway owns (a crashed one's): ``jobs`` names jobs that
+        surely died with their gateway; ``everything`` also takes ones that may still run.
+        Returns what was removed."""
+
+    def describe(self) -> str:
+        """One line for the startup log: what was found and how it isolates."""
+        return f"isolation: {','.join(self.isolation())}"
+
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release clients and pools."""
+        """Release clients."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mimetypes
 import shutil
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +18,14 @@ import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
 from service.errors import EngineUnavailable, InvalidRequest
-from service.executors.base import Executor, InputFile, RunLimits, RunRequest, RunResult
+from service.executors.base import (
+    Executor,
+    InputFile,
+    RunLimits,
+    RunRequest,
+    RunResult,
+    limits_from_settings,
+)
 from service.models import Artifact, ExecutionResponse
 from service.observability import observe_upload, record_execution, track_active_container
 from service.settings import Settings
@@ -113,17 +118,7 @@ def run_limits(settings: Settings, timeout_s: float | None) -> RunLimits:
         raise InvalidRequest(
             f"timeout must be in (0, {settings.max_timeout}] seconds, got {timeout_s}"
         )
-    return RunLimits(
-        timeout_s=float(timeout_s or settings.timeout),
-        memory_bytes=settings.max_memory_bytes,
-        cpus=settings.cpus,
-        pids=settings.pids_limit,
-        max_output_bytes=settings.max_output_bytes,
-        max_artifact_bytes=settings.max_artifact_bytes,
-        max_artifacts_total_bytes=settings.max_artifacts_total_bytes,
-        max_artifacts=settings.max_artifacts,
-        workdir_bytes=settings.tmpfs_size_mb * 1024 * 1024,
-    )
+    return limits_from_settings(settings, timeout_s)
 
 
 async def run_code(
@@ -131,9 +126,10 @@ async def run_code(
 ) -> RunResult:
     """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop).
 
-    At most ``max_concurrent_runs`` sandboxes run at once; the others wait here, on the event
-    loop, without holding a worker thread. Each run starts with an empty output dir, so a
-    repaired run never serves files its failed predecessor left.
+    At most ``max_concurrent_runs`` sandboxes run at once (the executor's ``slots``, shared
+    by the app's engines); the others wait here, on the event loop, without holding a worker
+    thread. Each run starts with an empty output dir, so a repaired run never serves files
+    its failed predecessor left.
     """
     request = RunRequest(
         job_id=job.id,
@@ -153,26 +149,13 @@ async def run_code(
         with track_active_container(executor.name, job.id):
             return executor.run(request)
 
-    limiter = run_limiter(settings.max_concurrent_runs)
     try:
-        return await anyio.to_thread.run_sync(run_tracked, limiter=limiter, abandon_on_cancel=False)
+        return await anyio.to_thread.run_sync(
+            run_tracked, limiter=executor.slots, abandon_on_cancel=False
+        )
     finally:
         job.timings["queued"] = job.timings.get("queued", 0.0) + started - waiting
         job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
-
-
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def run_limiter(capacity: int) -> anyio.CapacityLimiter:
-    """The sandbox slots of the running event loop (one per process in production)."""
-    loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None or limiter.total_tokens != capacity:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(capacity)
-    return limiter
 
 
 def artifact_url(job_id: str, name: str) -> str:

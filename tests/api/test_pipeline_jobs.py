@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import InvalidRequest
-from service.executors.factory import make_executor
+from service.executors.registry import make_executor
 from service.pipeline.jobs import open_job, run_code, run_limits
 from tests.api.conftest import make_settings
 

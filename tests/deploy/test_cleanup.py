@@ -54,7 +54,8 @@ def test_startup_cleanup_removes_every_stale_job_dir(tmp_path: Path) -> None:
 
     assert not scratch.exists() and not subprocess_tmp.exists()
     assert kept.exists()
-    assert report.job_dirs == ["crashed"] and report.temp_dirs == ["job-abc-123"]
+    assert report.job_dirs == ["crashed"]
+    assert "job-abc-123" in report.sandboxes["subprocess"]
 
 
 def test_shutdown_returns_at_once_when_idle(tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_shutdown_returns_at_once_when_idle(tmp_path: Path) -> None:
     started = time.monotonic()
     report = cleanup.shutdown_sync(settings)
     assert time.monotonic() - started < 1
-    assert report.killed_processes == [] and report.containers == []
+    assert report.killed_processes == [] and report.cancelled == []
 
 
 def test_shutdown_waits_for_a_run_that_finishes_in_the_grace_period(tmp_path: Path) -> None:

@@ -63,9 +63,9 @@ def start_long_run(gateway: GatewayProcess) -> threading.Thread:
 def wait_for_job_container(
     client: docker.DockerClient, exec_dir: Path, timeout_s: float = 60
 ) -> str:
-    """The running container of this gateway's job: its scratch dir under ``exec_dir/jobs``
-    is named by the job id, which the container carries as a label (other suites may share
-    the engine, so "any new container" would not do)."""
+    """The running container of this gateway's job, once its script runs: its scratch dir
+    under ``exec_dir/jobs`` is named by the job id, which the container carries as a label
+    (other suites may share the engine, so "any new container" would not do)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         jobs = exec_dir / "jobs"
@@ -73,7 +73,8 @@ def wait_for_job_container(
             found = client.containers.list(
                 filters={"label": [CONTAINER_LABEL, f"{JOB_LABEL}={job.name}"]}
             )
-            if found and found[0].status == "running":
+            # Running, and the script forked off the harness: the request was delivered.
+            if found and found[0].status == "running" and len(found[0].top()["Processes"]) > 1:
                 return str(found[0].id)
         time.sleep(0.2)
     raise AssertionError("no runner container started for the long script")
@@ -101,7 +102,7 @@ def test_restart_removes_the_orphan_of_a_killed_gateway(
             engine.containers.get(orphan)
         assert list((tmp_path / "exec" / "jobs").iterdir()) == []
         logs = restarted.logs()
-        assert "removed orphan runner containers" in logs, logs[-2000:]
+        assert "removed orphan sandboxes left by a previous run" in logs, logs[-2000:]
         assert restarted.terminate(30) in STOPPED_CLEANLY
         assert "Application shutdown complete" in restarted.logs()
     finally:
@@ -130,3 +131,47 @@ def test_sigterm_kills_a_run_that_outlives_the_grace_period(
         assert "grace period over" in gateway.logs()
     finally:
         gateway.stop()
+
+
+def test_a_killed_gateways_pooled_containers_end_and_are_swept(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    from service.executors.base import GATEWAY_LABEL
+
+    env = gateway_env(tmp_path, PYTHON_CODE_POOL_MIN="2", PYTHON_CODE_POOL_MAX="2")
+    first = GatewayProcess(env, tmp_path / "first.log")
+    second = GatewayProcess({**env, "PYTHON_CODE_POOL_MAX": "0"}, tmp_path / "second.log")
+    try:
+        first.start()
+        assert first.proc is not None
+        mine = {"label": [f"{GATEWAY_LABEL}={_gateway_id(first.proc.pid)}"]}
+
+        def pooled() -> list[tuple[str, str]]:
+            listed = engine.api.containers(all=True, filters=mine)
+            return [(c["Names"][0], c["State"]) for c in listed]
+
+        deadline = time.monotonic() + 120
+        while len([name for name, state in pooled() if state == "running"]) < 2:
+            assert time.monotonic() < deadline, first.logs()[-3000:]
+            time.sleep(0.2)
+        names = sorted(name for name, _ in pooled())
+        first.kill()
+        # With the gateway gone its attach connections close: each harness sees EOF on
+        # stdin and the container stops by itself...
+        deadline = time.monotonic() + 60
+        while any(state == "running" for _, state in pooled()):
+            assert time.monotonic() < deadline, pooled()
+            time.sleep(0.2)
+        # ...and the next gateway sweeps the stopped ones before it serves.
+        second.start()
+        assert pooled() == [], names
+        assert second.terminate() in STOPPED_CLEANLY
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _gateway_id(pid: int) -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{pid}"

@@ -17,15 +17,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 
 from runner_image.protocol import ProtocolError
 from service.errors import EngineUnavailable, RunnerImageMissing
-from service.executors import docker as docker_module
 from service.executors.base import CONTAINER_LABEL, JOB_LABEL, RunRequest
-from service.executors.docker import DockerExecutor, remove_orphans
+from service.executors.docker import executor as docker_module
+from service.executors.docker.executor import DockerExecutor
+from service.executors.docker.orphans import remove_orphans
 from service.executors.results import safe_artifact_path
 from service.settings import Settings, get_settings
 from tests.conftest import docker_problem
@@ -245,11 +247,15 @@ def test_privileged_files_are_unreadable(
     assert result.success, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "10001 10001"
-    assert lines[1:4] == [
-        "/etc/shadow PermissionError",
-        "/proc/1/environ PermissionError",
-        "/proc/1/fd/1 PermissionError",
-    ]
+    assert lines[1] == "/etc/shadow PermissionError"
+    if executor.runtime == "runsc":
+        # gVisor lets a process read PID 1's environ whatever its dumpable flag (the harness
+        # holds no secret there: test_environment_has_no_gateway_secret); the result channel
+        # still cannot be reopened.
+        assert lines[2] in ("/proc/1/environ read", "/proc/1/environ PermissionError")
+        assert lines[3] in ("/proc/1/fd/1 PermissionError", "/proc/1/fd/1 OSError")
+    else:
+        assert lines[2:4] == ["/proc/1/environ PermissionError", "/proc/1/fd/1 PermissionError"]
     assert lines[4] == "rootfs Read-only file system"
 
 
@@ -329,12 +335,12 @@ def test_a_runner_that_never_answers_is_killed_at_the_deadline(
 ) -> None:
     # The harness enforces timeout_s itself; take that away to exercise the adapter's own
     # deadline (timeout + grace), which covers a wedged harness.
-    real_header = DockerExecutor._request_header
+    real_encode = docker_module.encode_request
 
-    def without_timeout(self: DockerExecutor, request: RunRequest) -> bytes:
-        return real_header(self, replace(request, limits=replace(request.limits, timeout_s=0)))
+    def without_timeout(request: RunRequest, **wire: Any) -> bytes:
+        return real_encode(replace(request, limits=replace(request.limits, timeout_s=0)), **wire)
 
-    monkeypatch.setattr(DockerExecutor, "_request_header", without_timeout)
+    monkeypatch.setattr(docker_module, "encode_request", without_timeout)
     monkeypatch.setattr(docker_module, "GRACE_S", 1.0)
     request = make_request("import time\ntime.sleep(600)", timeout_s=1, max_artifacts_total_bytes=0)
     began = time.monotonic()
@@ -411,21 +417,3 @@ def test_concurrent_runs_do_not_mix(executor: DockerExecutor, make_request: Make
         (artifact,) = result.artifacts
         assert artifact.path.read_text() == str(i)
         assert artifact.path.parent == requests[i].output_dir
-
-
-@pytest.mark.docker
-def test_a_container_can_import_pandas_before_its_request(make_request: MakeRequest) -> None:
-    # What a warm pool builds on: the harness imports the heavy modules, then waits on stdin.
-    warm = DockerExecutor(get_settings())
-    warm.preimport = "numpy,pandas"
-    try:
-        result = warm.run(make_request("import sys\nprint('pandas' in sys.modules)"))
-    finally:
-        warm.close()
-    assert result.success and result.stdout == "True\n", result
-    cold = DockerExecutor(get_settings())
-    try:
-        result = cold.run(make_request("import sys\nprint('pandas' in sys.modules)"))
-    finally:
-        cold.close()
-    assert result.stdout == "False\n", result

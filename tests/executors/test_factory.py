@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from service.errors import EngineUnavailable, InvalidRequest
-from service.executors.factory import ExecutorRegistry, make_executor, ping_docker
-from service.executors.subprocess import SubprocessExecutor
+from service.executors.docker.probe import ping_docker
+from service.executors.local.executor import SubprocessExecutor
+from service.executors.registry import ExecutorRegistry, make_executor
 from service.settings import Settings
 
 DEAD_DOCKER = "unix:///nonexistent.sock"
@@ -41,10 +42,10 @@ def test_auto_falls_back_when_docker_is_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
-    with caplog.at_level(logging.INFO, logger="service.executors.factory"):
+    with caplog.at_level(logging.INFO, logger="service.executors.registry"):
         executor = make_executor(settings(tmp_path, engine="auto"))
     assert isinstance(executor, SubprocessExecutor)
-    lines = [r.getMessage() for r in caplog.records if r.name == "service.executors.factory"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.executors.registry"]
     assert len(lines) == 1, lines
     assert lines[0].startswith("engine=subprocess (no Docker engine reachable at " + DEAD_DOCKER)
     assert "isolation: rlimits" in lines[0]
@@ -69,7 +70,7 @@ def test_auto_picks_docker_when_it_answers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Needs only a reachable engine (not the runner image): the choice is a ping."""
-    from service.executors.docker import DockerExecutor
+    from service.executors.docker.executor import DockerExecutor
 
     try:
         ping_docker()
@@ -77,11 +78,11 @@ def test_auto_picks_docker_when_it_answers(
         if REQUIRE_DOCKER:
             raise
         pytest.skip(f"Docker test skipped: {exc.message}")
-    with caplog.at_level(logging.INFO, logger="service.executors.factory"):
+    with caplog.at_level(logging.INFO, logger="service.executors.registry"):
         executor = make_executor(settings(tmp_path, engine="auto"))
     try:
         assert isinstance(executor, DockerExecutor)
-        (line,) = [r.getMessage() for r in caplog.records if r.name == "service.executors.factory"]
+        (line,) = [r.getMessage() for r in caplog.records if r.name == "service.executors.registry"]
         assert line.startswith("engine=docker (Docker ")
         assert line.endswith(f", image {Settings().image})")
     finally:
@@ -93,14 +94,14 @@ def test_registry_caches_one_instance_per_engine(
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
     registry = ExecutorRegistry(settings(tmp_path, engine="auto"))
-    with caplog.at_level(logging.INFO, logger="service.executors.factory"):
+    with caplog.at_level(logging.INFO, logger="service.executors.registry"):
         default = registry.get(None)
         assert registry.get("auto") is default
         assert registry.get("subprocess") is default  # auto resolved to the same engine
     assert registry.default_engine == "subprocess"
     assert registry.describe() == "engine=subprocess"
     # One decision, logged once, however often it is asked for.
-    assert len([r for r in caplog.records if r.name == "service.executors.factory"]) == 1
+    assert len([r for r in caplog.records if r.name == "service.executors.registry"]) == 1
     with pytest.raises(EngineUnavailable):
         registry.get("docker")  # a request may insist on docker: 503, not a silent fallback
     registry.close()

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from service.executors import sandbox, seccomp
 from service.executors.base import RunLimits, RunRequest, RunResult
-from service.executors.factory import make_executor
-from service.executors.subprocess import SubprocessExecutor
+from service.executors.local import probe as sandbox
+from service.executors.local import seccomp
+from service.executors.local.executor import SubprocessExecutor
+from service.executors.registry import make_executor
 from service.settings import Settings
 from tests.executors.test_subprocess_executor import runner_dir, runner_has, sandbox_processes
 
@@ -54,7 +55,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     settings = Settings(local_runner_dir=runner_dir(), execution_dir=tmp_path / "exec")
     executor = make_executor(settings, "subprocess")
     assert isinstance(executor, SubprocessExecutor)
-    iso = executor.isolation()
+    iso = executor.isolation_info()
     if not iso.bwrap:
         pytest.skip(f"no bubblewrap sandbox here: {iso.detail}")
     assert iso.seccomp, iso.detail  # bwrap works on x86_64: the filter must be on

@@ -25,8 +25,8 @@ import pytest
 
 from service.errors import EngineUnavailable
 from service.executors.base import InputFile, RunLimits, RunRequest, RunResult
-from service.executors.sandbox import UID_BASE, UID_COUNT
-from service.executors.subprocess import BUILD_COMMAND, SubprocessExecutor
+from service.executors.local.executor import BUILD_COMMAND, SubprocessExecutor
+from service.executors.local.uids import UID_BASE, UID_COUNT
 from service.runner_build import LOCAL_STAMP
 from service.settings import Settings
 
@@ -114,7 +114,7 @@ class Runs:
 
     @property
     def isolation(self) -> tuple[str, ...]:
-        return self.executor.isolation().labels
+        return self.executor.isolation()
 
 
 def make_runs(tmp: Path, runner: Path, **executor_kwargs: object) -> Iterator[Runs]:
@@ -302,8 +302,8 @@ def test_huge_file_write_hits_the_file_size_limit(runs: Runs) -> None:
 
 
 def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
-    if not runs.executor.isolation().sized_tmpfs:
-        pytest.skip(f"no size-capped tmpfs here: {runs.executor.isolation().detail}")
+    if not runs.executor.isolation_info().sized_tmpfs:
+        pytest.skip(f"no size-capped tmpfs here: {runs.executor.isolation_info().detail}")
     code = (
         "import os\n"
         "try:\n"
@@ -322,7 +322,7 @@ def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
 
 def test_network_is_unreachable(runs: Runs) -> None:
     if "netns" not in runs.isolation:
-        pytest.skip(f"no network namespace here: {runs.executor.isolation().detail}")
+        pytest.skip(f"no network namespace here: {runs.executor.isolation_info().detail}")
     # A server the gateway can reach on loopback; the sandbox has its own, empty loopback.
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -350,7 +350,7 @@ def test_network_is_unreachable(runs: Runs) -> None:
 
 def test_host_files_are_out_of_sight(runs: Runs) -> None:
     if "mountns" not in runs.isolation:
-        pytest.skip(f"no mount namespace here: {runs.executor.isolation().detail}")
+        pytest.skip(f"no mount namespace here: {runs.executor.isolation_info().detail}")
     secret_paths = ["/etc/shadow", str(REPO / "pyproject.toml"), "/root/.bashrc"]
     code = (
         "import os\n"
@@ -538,7 +538,7 @@ _UNPRIVILEGED_GATEWAY = """
 import json, sys, uuid
 from pathlib import Path
 from service.executors.base import RunLimits, RunRequest
-from service.executors.subprocess import SubprocessExecutor
+from service.executors.local.executor import SubprocessExecutor
 from service.settings import Settings
 venv, work, sandbox = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 ex = SubprocessExecutor(Settings(local_runner_dir=venv, execution_dir=work / "exec"), sandbox=sandbox)

@@ -1,0 +1,381 @@
+"""Warm pool over HTTP against cold baselines measured in the same run.
+
+For each engine it starts a real gateway (``python -m service.cli serve``) with a warm pool
+and measures, in this order:
+
+1. latency (p50/p95/p99) of trivial, pandas and matplotlib-plot scripts over HTTP at a light,
+   paced load (``--rate`` requests/s, below the host's churn ceiling), against a cold
+   baseline: a hardened ``docker run`` of the same image with the same flags (docker), or the
+   runner venv's ``python -c`` with no sandbox (subprocess);
+2. sustained throughput at concurrency 4 (pandas script) against the raw churn ceiling of the
+   engine: hardened create+start+wait+remove of the runner image running ``true``, 4 at a
+   time (docker), or 4 concurrent bare sandboxes (subprocess: cold provision+run+dispose);
+3. pool refill (provisions per second while the throughput run drains it) and the idle
+   memory of one pooled sandbox;
+4. gateway RSS over ``--rss-runs`` pooled runs (first and last tenth compared).
+
+    .venv/bin/python benchmarks/bench_pool.py [--engines docker,subprocess] [--runtime runsc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.settings import Settings  # noqa: E402
+
+SCRIPTS = {
+    "trivial": "print(1)",
+    "pandas": "import pandas as pd\nprint(pd.DataFrame({'a': [1, 2, 3]}).a.sum())",
+    "plot": (
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3], [3, 1, 2])\nplt.savefig('plot.png')\nprint('ok')"
+    ),
+}
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway:
+    def __init__(self, engine: str, tmp: Path, runtime: str | None, pool: tuple[int, int]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "PYTHON_CODE_ENGINE": engine,
+            "PYTHON_CODE_EXECUTION_DIR": str(tmp / "exec"),
+            "PYTHON_CODE_POOL_MIN": str(pool[0]),
+            "PYTHON_CODE_POOL_MAX": str(pool[1]),
+            "PYTHON_CODE_LOG_LEVEL": "WARNING",
+        }
+        if runtime:
+            env["PYTHON_CODE_DOCKER_RUNTIME"] = runtime
+        self.log = (tmp / f"gateway-{engine}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=120)
+
+    def wait_healthy(self) -> None:
+        for _ in range(600):
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("gateway did not come up")
+
+    def metric(self, name: str) -> float:
+        total = 0.0
+        for line in self.client.get("/metrics").text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_pool(self, size: int, timeout: float = 180) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.metric("python_coder_pool_size{") >= size:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"pool did not reach {size}")
+
+    def execute(self, code: str) -> float:
+        started = time.perf_counter()
+        response = self.client.post("/v1/execute", json={"code": code})
+        elapsed = time.perf_counter() - started
+        body = response.json()
+        assert response.status_code == 200 and body["success"], response.text[:500]
+        return elapsed
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.client.close()
+        self.log.close()
+
+
+def docker_run_argv(settings: Settings, runtime: str | None, code: str) -> list[str]:
+    argv = ["docker", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL"]
+    argv += ["--security-opt", "no-new-privileges", "--tmpfs", "/tmp", "--user", "10001"]
+    argv += ["--memory", f"{settings.max_memory}m", "--pids-limit", str(settings.pids_limit)]
+    if runtime:
+        argv += ["--runtime", runtime]
+    return [*argv, "--entrypoint", "/opt/venv/bin/python", settings.image, "-c", code]
+
+
+def cold_baseline(engine: str, runtime: str | None, code: str, repeat: int) -> list[float]:
+    settings = Settings()
+    if engine == "docker":
+        argv = docker_run_argv(settings, runtime, code)
+    else:
+        argv = [str(settings.local_runner_python), "-c", code]
+    samples = []
+    subprocess.run(argv, check=True, capture_output=True)  # warm the page cache
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, cwd=tempfile.gettempdir())
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def paced(fn: Callable[[], float], n: int, rate: float) -> list[float]:
+    samples = []
+    interval = 1.0 / rate
+    next_at = time.monotonic()
+    for _ in range(n):
+        now = time.monotonic()
+        if next_at > now:
+            time.sleep(next_at - now)
+        next_at = max(next_at + interval, time.monotonic())
+        samples.append(fn())
+    return samples
+
+
+def throughput(fn: Callable[[], Any], n: int, concurrency: int = 4) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as workers:
+        list(workers.map(lambda _i: fn(), range(n)))
+    return n / (time.perf_counter() - started)
+
+
+def docker_churn(runtime: str | None, seconds: float) -> float:
+    """Hardened create+start+wait+remove of the runner image running ``true``, 4 at a time."""
+    import docker
+
+    settings = Settings()
+    client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41", timeout=60)
+    host_config = client.create_host_config(
+        network_mode="none",
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,noexec,size=64m"},
+        pids_limit=settings.pids_limit,
+        mem_limit=settings.max_memory_bytes,
+        runtime=runtime,
+    )
+    done = 0
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def loop() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            c = client.create_container(
+                settings.image,
+                entrypoint=["/bin/true"],
+                user="10001",
+                host_config=host_config,
+                labels={"io.python-coder.bench": "1"},
+            )
+            client.start(c["Id"])
+            client.wait(c["Id"], timeout=60)
+            client.remove_container(c["Id"], force=True)
+            with lock:
+                done += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rate = done / (time.perf_counter() - started)
+    client.close()
+    return rate
+
+
+def local_churn(n: int) -> float:
+    """Cold local sandboxes (provision + run + dispose), 4 at a time, through the executor."""
+    from service.executors.base import RunLimits, RunRequest
+    from service.executors.local.executor import SubprocessExecutor
+
+    with tempfile.TemporaryDirectory(prefix="pyc-bench-") as tmp:
+        executor = SubprocessExecutor(Settings(execution_dir=Path(tmp) / "exec"))
+
+        def one() -> None:
+            with tempfile.TemporaryDirectory(prefix="pyc-bench-out-") as out:
+                r = executor.run(RunRequest(uuid.uuid4().hex, "pass", (), Path(out), RunLimits()))
+                assert r.success, r
+
+        one()
+        return throughput(one, n)
+
+
+def idle_memory_mb(engine: str) -> float | None:
+    """Memory of one idle pooled sandbox: the container's cgroup usage less page cache, or
+    the PSS of a local harness process tree."""
+    if engine == "docker":
+        import docker
+
+        client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41")
+        try:
+            found = client.containers(filters={"label": "io.python-coder.managed"})
+            usages = []
+            for c in found:
+                if c["Labels"].get("io.python-coder.job"):
+                    continue  # a cold run's container, not a pooled one
+                mem = client.stats(c["Id"], stream=False).get("memory_stats", {})
+                cache = (mem.get("stats") or {}).get("cache", 0)
+                usages.append((mem.get("usage", 0) - cache) / 2**20)
+            return statistics.median(usages) if usages else None
+        finally:
+            client.close()
+    totals = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            if b"harness.py" not in cmd or b"bwrap" in cmd or b"setpriv" in cmd:
+                continue
+            for line in (proc / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    totals.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return statistics.median(totals) if totals else None
+
+
+def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> dict[str, Any]:
+    label = engine if not runtime else f"{engine}+{runtime}"
+    report: dict[str, Any] = {"engine": label, "latency": {}}
+    with tempfile.TemporaryDirectory(prefix="pyc-bench-") as tmp:
+        gateway = Gateway(engine, Path(tmp), runtime, (args.pool_min, args.pool_max))
+        try:
+            gateway.wait_healthy()
+            report["pool_fill_s"] = round(gateway.wait_pool(args.pool_min), 2)
+            for name, code in SCRIPTS.items():
+                gateway.execute(code)  # warm the gateway's own path
+                gateway.wait_pool(args.pool_min)
+                warm = paced(lambda code=code: gateway.execute(code), args.requests, args.rate)
+                cold = cold_baseline(engine, runtime, code, args.cold_repeat)
+                report["latency"][name] = {
+                    "p50": statistics.median(warm),
+                    "p95": pct(warm, 0.95),
+                    "p99": pct(warm, 0.99),
+                    "cold_p50": statistics.median(cold),
+                    "speedup": statistics.median(cold) / statistics.median(warm),
+                }
+                print(f"  {label} {name}: {json.dumps(report['latency'][name])}", flush=True)
+            report["idle_mb"] = idle_memory_mb(engine)
+            provisioned_before = gateway.metric("python_coder_pool_provision_seconds_count")
+            started = time.perf_counter()
+            report["throughput"] = throughput(
+                lambda: gateway.execute(SCRIPTS["pandas"]), args.throughput_runs
+            )
+            took = time.perf_counter() - started
+            provisioned = gateway.metric("python_coder_pool_provision_seconds_count")
+            report["refill_per_s"] = (provisioned - provisioned_before) / took
+            print(f"  {label} throughput {report['throughput']:.2f}/s", flush=True)
+            if args.rss_runs:
+                gateway.wait_pool(args.pool_min)
+                rss = []
+                for i in range(args.rss_runs):
+                    gateway.execute(SCRIPTS["trivial"])
+                    if i % max(1, args.rss_runs // 20) == 0:
+                        rss.append(gateway.rss_mb())
+                tenth = max(1, len(rss) // 10)
+                first, last = statistics.mean(rss[:tenth]), statistics.mean(rss[-tenth:])
+                report["rss"] = {"runs": args.rss_runs, "first_mb": first, "last_mb": last}
+        finally:
+            gateway.stop()
+    if engine == "docker":
+        report["churn_per_s"] = docker_churn(runtime, args.churn_seconds)
+    else:
+        report["churn_per_s"] = local_churn(args.throughput_runs)
+    report["throughput_vs_churn"] = report["throughput"] / report["churn_per_s"]
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--engines", default="docker,subprocess")
+    parser.add_argument("--runtime", action="append", default=[], help="also docker+RUNTIME")
+    parser.add_argument("--requests", type=int, default=60, help="paced requests per script")
+    parser.add_argument("--rate", type=float, default=3.0, help="paced requests per second")
+    parser.add_argument("--cold-repeat", type=int, default=7)
+    parser.add_argument("--throughput-runs", type=int, default=60)
+    parser.add_argument("--churn-seconds", type=float, default=15.0)
+    parser.add_argument("--rss-runs", type=int, default=0)
+    parser.add_argument("--pool-min", type=int, default=2)
+    parser.add_argument("--pool-max", type=int, default=6)
+    args = parser.parse_args()
+    runs: list[tuple[str, str | None]] = [(e, None) for e in args.engines.split(",") if e]
+    runs += [("docker", r) for r in args.runtime]
+    reports = []
+    for engine, runtime in runs:
+        print(f"== {engine} {runtime or ''}", flush=True)
+        reports.append(bench_engine(args, engine, runtime))
+    print()
+    print("| engine | script | p50 ms | p95 ms | p99 ms | cold p50 ms | cold / warm |")
+    print("|---|---|---|---|---|---|---|")
+    for r in reports:
+        for name, lat in r["latency"].items():
+            print(
+                f"| {r['engine']} | {name} | {lat['p50'] * 1000:.0f} | {lat['p95'] * 1000:.0f} | "
+                f"{lat['p99'] * 1000:.0f} | {lat['cold_p50'] * 1000:.0f} | {lat['speedup']:.1f}x |"
+            )
+    print()
+    print("| engine | throughput c=4 /s | churn ceiling /s | ratio | refill /s | idle MB | RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for r in reports:
+        rss = r.get("rss")
+        rss_text = (
+            f"{rss['first_mb']:.0f} -> {rss['last_mb']:.0f} MB over {rss['runs']}" if rss else "-"
+        )
+        idle = f"{r['idle_mb']:.0f}" if r.get("idle_mb") else "-"
+        print(
+            f"| {r['engine']} | {r['throughput']:.2f} | {r['churn_per_s']:.2f} | "
+            f"{r['throughput_vs_churn']:.0%} | {r['refill_per_s']:.2f} | {idle} | {rss_text} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

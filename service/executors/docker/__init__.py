@@ -1,0 +1,1 @@
+"""The docker engine: one fresh, locked-down runner container per sandbox."""

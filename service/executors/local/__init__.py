@@ -1,0 +1,1 @@
+"""The local engine ("subprocess"): the harness in a bubblewrap sandbox on this host."""

@@ -1,0 +1,330 @@
+"""A warm pool: provisioned single-use sandboxes of one shape, waiting for requests.
+
+Engine-agnostic: it only uses the port (``provision``, ``Sandbox.alive/dispose``,
+``fingerprint``). Each sandbox serves exactly one request and is then disposed of, off the
+request path; none is ever reused. The pool holds between ``minimum`` and ``maximum``
+sandboxes: a request that finds it empty raises the target by one (it is served cold), and a
+target above the minimum falls back by one after ``SHRINK_AFTER_S`` without a miss.
+
+Background threads keep it healthy: fillers provision up to the target (backing off while
+the engine fails); the keeper replaces sandboxes that died, recycles ones older than
+``max_age_s`` and drains all of them when the engine's fingerprint (the runner image id)
+changes. ``close`` stops the threads and disposes of everything, waiting for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import PythonCoderError
+from service.executors.base import POOL_PREIMPORT, Executor, RunLimits, RunRequest, Sandbox
+
+log = logging.getLogger(__name__)
+
+SHRINK_AFTER_S = 60.0
+KEEPER_INTERVAL_S = 1.0
+FINGERPRINT_INTERVAL_S = 5.0
+BACKOFF_MAX_S = 30.0
+DISPOSERS = 2
+
+
+@dataclass
+class PoolStats:
+    hits: int = 0
+    misses: dict[str, int] = field(default_factory=dict)  # reason -> count
+    provisioned: int = 0
+    provision_failures: int = 0
+    replaced_dead: int = 0
+    drained: int = 0
+    last_provision_s: float | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PoolHooks:
+    """Where the pool reports to (metrics); no-ops by default."""
+
+    hit: Callable[[str], None] = lambda engine: None
+    miss: Callable[[str, str], None] = lambda engine, reason: None
+    provisioned: Callable[[str, float], None] = lambda engine, seconds: None
+    size: Callable[[str, int], None] = lambda engine, n: None
+
+
+class WarmPool:
+    """Sandboxes of ``limits``' shape, provisioned ahead, each handed out once."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        limits: RunLimits,
+        *,
+        minimum: int,
+        maximum: int,
+        input_room: int = 0,
+        preimport: str = POOL_PREIMPORT,
+        max_age_s: float = 600.0,
+        fillers: int = 2,
+        hooks: PoolHooks | None = None,
+    ) -> None:
+        self.executor = executor
+        self.engine = executor.name
+        self.limits = limits
+        self.minimum = max(0, minimum)
+        self.maximum = max(self.minimum, maximum)
+        self.input_room = input_room
+        self.preimport = preimport
+        self.max_age_s = max_age_s
+        self.hooks = hooks or _default_hooks()
+        self.stats = PoolStats()
+        self._idle: deque[tuple[Sandbox, str]] = deque()  # (sandbox, fingerprint)
+        self._cond = threading.Condition()
+        self._target = self.minimum
+        self._provisioning = 0
+        self._last_miss = 0.0
+        self._fingerprint: str | None = None
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._fill, name=f"pyc-pool-fill-{i}", daemon=True)
+            for i in range(max(1, min(fillers, self.maximum)))
+        ]
+        self._threads.append(threading.Thread(target=self._keep, name="pyc-pool-keep", daemon=True))
+        self._disposer = ThreadPoolExecutor(DISPOSERS, thread_name_prefix="pyc-pool-dispose")
+
+    # ------------------------------------------------------------------ the request path
+
+    def take(self, request: RunRequest) -> Sandbox | None:
+        """A live sandbox that fits ``request``, or None (then it runs cold)."""
+        if not self._fits_shape(request):
+            self._miss("shape")
+            return None
+        with self._cond:
+            while self._idle:
+                sandbox, fp = self._idle.popleft()
+                if fp == self._fingerprint and sandbox.alive():
+                    self.stats.hits += 1
+                    self._cond.notify_all()  # a filler replaces it
+                    self.hooks.hit(self.engine)
+                    self.hooks.size(self.engine, len(self._idle))
+                    return sandbox
+                self.stats.replaced_dead += 1
+                self._dispose(sandbox)
+        self._miss("empty")
+        return None
+
+    def _fits_shape(self, request: RunRequest) -> bool:
+        return request.limits.shape() == self.limits.shape() and (
+            sum(f.size for f in request.inputs) <= self.input_room
+            or not self.executor.charges_inputs_to_memory
+        )
+
+    def _miss(self, reason: str) -> None:
+        with self._cond:
+            self.stats.misses[reason] = self.stats.misses.get(reason, 0) + 1
+            if reason == "empty":
+                self._last_miss = time.monotonic()
+                self._target = min(self.maximum, self._target + 1)
+                self._cond.notify_all()
+        self.hooks.miss(self.engine, reason)
+
+    def dispose(self, sandbox: Sandbox) -> None:
+        """Dispose of a used sandbox off the request path."""
+        self._dispose(sandbox)
+
+    def _dispose(self, sandbox: Sandbox) -> None:
+        try:
+            self._disposer.submit(_dispose_quietly, sandbox)
+        except RuntimeError:  # shut down: do it here
+            _dispose_quietly(sandbox)
+
+    # ------------------------------------------------------------------ background
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def _wanted(self) -> bool:
+        return not self._closed and len(self._idle) + self._provisioning < self._target
+
+    def _fill(self) -> None:
+        backoff = 0.5
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or self._wanted())
+                if self._closed:
+                    return
+                self._provisioning += 1
+                fingerprint = self._fingerprint
+            sandbox: Sandbox | None = None
+            started = time.monotonic()
+            try:
+                if fingerprint is None:
+                    fingerprint = self._refresh_fingerprint()
+                sandbox = self.executor.provision(
+                    self.limits, preimport=self.preimport, input_room=self.input_room
+                )
+            except PythonCoderError as exc:
+                self._failed(exc.message)
+            except Exception as exc:  # a bug or the host's: log it, keep the pool alive
+                log.exception("provisioning a pooled %s sandbox failed", self.engine)
+                self._failed(f"{exc.__class__.__name__}: {exc}")
+            finally:
+                with self._cond:
+                    self._provisioning -= 1
+            if sandbox is None:
+                with self._cond:
+                    self._cond.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            backoff = 0.5
+            seconds = time.monotonic() - started
+            with self._cond:
+                keep = not self._closed and fingerprint == self._fingerprint
+                if keep:
+                    self._idle.append((sandbox, fingerprint or ""))
+                    self.stats.provisioned += 1
+                    self.stats.last_provision_s = round(seconds, 4)
+                    self.stats.last_error = None
+                    size = len(self._idle)
+                    self._cond.notify_all()
+            if keep:
+                self.hooks.provisioned(self.engine, seconds)
+                self.hooks.size(self.engine, size)
+            else:
+                self._dispose(sandbox)
+
+    def _failed(self, message: str) -> None:
+        with self._cond:
+            self.stats.provision_failures += 1
+            if self.stats.last_error != message:
+                log.warning("pooled %s sandbox not provisioned: %s", self.engine, message)
+            self.stats.last_error = message
+
+    def _refresh_fingerprint(self) -> str:
+        fingerprint = self.executor.fingerprint()
+        stale: list[Sandbox] = []
+        with self._cond:
+            if fingerprint != self._fingerprint:
+                if self._fingerprint is not None:
+                    log.info(
+                        "%s runner changed (%s -> %s): draining the pool",
+                        self.engine,
+                        self._fingerprint[:19],
+                        fingerprint[:19],
+                    )
+                self._fingerprint = fingerprint
+                stale = [sb for sb, fp in self._idle if fp != fingerprint]
+                self._idle = deque((sb, fp) for sb, fp in self._idle if fp == fingerprint)
+                self.stats.drained += len(stale)
+                self._cond.notify_all()
+        for sandbox in stale:
+            self._dispose(sandbox)
+        return fingerprint
+
+    def _keep(self) -> None:
+        next_fingerprint = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed, timeout=KEEPER_INTERVAL_S)
+                if self._closed:
+                    return
+            now = time.monotonic()
+            if now >= next_fingerprint:
+                next_fingerprint = now + FINGERPRINT_INTERVAL_S
+                try:
+                    self._refresh_fingerprint()
+                except PythonCoderError as exc:
+                    self._failed(exc.message)
+                except Exception as exc:
+                    log.exception("checking the %s runner failed", self.engine)
+                    self._failed(str(exc))
+            self._tend(now)
+
+    def _tend(self, now: float) -> None:
+        """Replace dead and old sandboxes; shrink towards the minimum when misses stop."""
+        gone: list[Sandbox] = []
+        with self._cond:
+            if self._target > self.minimum and now - self._last_miss > SHRINK_AFTER_S:
+                self._target -= 1
+                self._last_miss = now  # one step per quiet period
+            keep: deque[tuple[Sandbox, str]] = deque()
+            for sandbox, fp in self._idle:
+                if not sandbox.alive():
+                    self.stats.replaced_dead += 1
+                    gone.append(sandbox)
+                elif now - sandbox.provisioned_at > self.max_age_s:
+                    gone.append(sandbox)
+                else:
+                    keep.append((sandbox, fp))
+            while len(keep) > self._target:
+                gone.append(keep.popleft()[0])
+            self._idle = keep
+            size = len(keep)
+            if gone:
+                self._cond.notify_all()
+        for sandbox in gone:
+            self._dispose(sandbox)
+        self.hooks.size(self.engine, size)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def snapshot(self) -> dict[str, Any]:
+        """For ``/v1/environment``, doctor and logs."""
+        with self._cond:
+            return {
+                "engine": self.engine,
+                "idle": len(self._idle),
+                "provisioning": self._provisioning,
+                "target": self._target,
+                "min": self.minimum,
+                "max": self.maximum,
+                "hits": self.stats.hits,
+                "misses": dict(self.stats.misses),
+                "provisioned": self.stats.provisioned,
+                "provision_failures": self.stats.provision_failures,
+                "replaced_dead": self.stats.replaced_dead,
+                "drained": self.stats.drained,
+                "last_provision_s": self.stats.last_provision_s,
+                "last_error": self.stats.last_error,
+                "shape": {
+                    "memory_mb": self.limits.memory_bytes // (1024 * 1024),
+                    "cpus": self.limits.cpus,
+                    "pids": self.limits.pids,
+                    "input_room_mb": self.input_room // (1024 * 1024),
+                },
+            }
+
+    def close(self) -> None:
+        """Stop refilling, dispose of every waiting sandbox and wait until they are gone."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            idle, self._idle = list(self._idle), deque()
+            self._cond.notify_all()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=120)  # a filler may be mid-provision
+        for sandbox, _fp in idle:
+            self._dispose(sandbox)
+        self._disposer.shutdown(wait=True)
+        self.hooks.size(self.engine, 0)
+
+
+def _dispose_quietly(sandbox: Sandbox) -> None:
+    try:
+        sandbox.dispose()
+    except Exception:
+        log.exception("disposing of sandbox %s failed", sandbox.ident)
+
+
+def _default_hooks() -> PoolHooks:
+    from service.observability import pool_hooks
+
+    return pool_hooks()

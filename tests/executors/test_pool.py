@@ -1,0 +1,323 @@
+"""The warm pool on the real engines: single use, fresh state, shapes, drains, shutdown.
+
+Each test builds its own executor and pool (small, so the machine is not flooded) and closes
+them; the suite's leak check then finds no container or job dir of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.executors.base import POOL_PREIMPORT, Executor, RunLimits
+from service.executors.pool import WarmPool
+from service.settings import Settings, get_settings
+from tests.executors.conftest import MakeRequest
+
+ENGINES = [
+    pytest.param("docker", marks=pytest.mark.docker, id="docker"),
+    pytest.param("subprocess", id="subprocess"),
+]
+MB = 1024 * 1024
+
+
+def build_executor(engine: str, tmp_path: Path, **overrides: Any) -> Executor:
+    settings = get_settings().model_copy(
+        update={"execution_dir": tmp_path / "exec", "engine": engine, **overrides}
+    )
+    if engine == "docker":
+        from service.executors.docker.executor import DockerExecutor
+
+        return DockerExecutor(settings)
+    from service.executors.local.executor import SubprocessExecutor
+
+    executor = SubprocessExecutor(settings)
+    problem = executor.readiness()
+    if not problem.ready:
+        pytest.skip(f"subprocess engine not ready here: {problem.detail}")
+    return executor
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def executor(engine: str, tmp_path: Path) -> Iterator[Executor]:
+    built = build_executor(engine, tmp_path)
+    yield built
+    built.close()
+
+
+def make_pool(executor: Executor, minimum: int = 2, maximum: int = 2, **kw: Any) -> WarmPool:
+    pool = WarmPool(
+        executor,
+        RunLimits(timeout_s=20.0),
+        minimum=minimum,
+        maximum=maximum,
+        input_room=kw.pop("input_room", 8 * MB),
+        **kw,
+    )
+    executor.pool = pool
+    pool.start()
+    return pool
+
+
+@pytest.fixture
+def pool(executor: Executor) -> Iterator[WarmPool]:
+    started = make_pool(executor)
+    wait_for(lambda: started.snapshot()["idle"] == 2, what="the pool to fill")
+    yield started
+    executor.pool = None
+    started.close()
+
+
+PROBE = """
+import json, os, random, socket, sys
+import numpy
+leftover = os.path.exists('/tmp/leftover') or os.path.exists('leftover.txt')
+open('/tmp/leftover', 'w').write('x')
+open('leftover.txt', 'w').write('x')
+print(json.dumps({
+    "host": socket.gethostname(), "leftover": leftover, "random": random.random(),
+    "np": float(numpy.random.rand()), "warm": "pandas" in sys.modules
+}))
+"""
+
+
+def probe(executor: Executor, make_request: MakeRequest) -> dict[str, Any]:
+    result = executor.run(make_request(PROBE))
+    assert result.success, result
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_a_pooled_sandbox_serves_once_with_fresh_state(
+    engine: str, executor: Executor, pool: WarmPool, make_request: MakeRequest
+) -> None:
+    first = probe(executor, make_request)
+    second = probe(executor, make_request)
+    assert pool.stats.hits == 2, pool.snapshot()
+    assert first["warm"] and second["warm"]  # pandas was imported before the request
+    assert not first["leftover"] and not second["leftover"]  # nothing of the first run
+    assert first["random"] != second["random"] and first["np"] != second["np"]
+    if engine == "docker":
+        assert first["host"] != second["host"]  # two containers
+    # The pool refills behind the requests.
+    wait_for(lambda: pool.snapshot()["idle"] == 2, what="the refill")
+
+
+def test_taken_sandboxes_are_distinct_and_never_taken_twice(
+    executor: Executor, pool: WarmPool, make_request: MakeRequest
+) -> None:
+    request = make_request("print(1)")
+    a = pool.take(request)
+    b = pool.take(request)
+    assert a is not None and b is not None and a is not b and a.ident != b.ident
+    executor.serve(a, request)
+    with pytest.raises(RuntimeError, match="already served"):
+        executor.serve(a, request)
+    pool.dispose(a)
+    pool.dispose(b)
+
+
+def test_an_empty_pool_still_serves(executor: Executor, make_request: MakeRequest) -> None:
+    pool = make_pool(executor, minimum=0, maximum=1)
+    try:
+        result = executor.run(make_request("print('cold')"))
+        assert result.success and result.stdout == "cold\n"
+        assert pool.stats.misses == {"empty": 1} and pool.stats.hits == 0
+        # The miss raised the target: the next request finds a warm sandbox.
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to grow")
+        assert executor.run(make_request("print('warm')")).stdout == "warm\n"
+        assert pool.stats.hits == 1
+    finally:
+        executor.pool = None
+        pool.close()
+
+
+def test_the_timeout_starts_when_the_request_is_delivered(
+    executor: Executor, pool: WarmPool, make_request: MakeRequest
+) -> None:
+    time.sleep(2.5)  # the pooled sandbox has been waiting longer than the script may run
+    result = executor.run(make_request("import time\ntime.sleep(1)\nprint('done')", timeout_s=2))
+    assert result.success and result.stdout == "done\n", result
+    assert pool.stats.hits == 1
+
+
+def test_a_dead_pooled_sandbox_is_replaced(
+    executor: Executor, pool: WarmPool, make_request: MakeRequest
+) -> None:
+    victim = pool._idle[0][0]
+    victim.kill()
+    wait_for(lambda: not victim.alive(), what="the sandbox to die")
+    result = executor.run(make_request("print('still served')"))
+    assert result.success and result.stdout == "still served\n"
+    wait_for(lambda: pool.stats.replaced_dead >= 1, what="the dead sandbox to be noticed")
+    wait_for(lambda: pool.snapshot()["idle"] == 2, what="the refill")
+
+
+def test_a_new_fingerprint_drains_the_pool(executor: Executor, make_request: MakeRequest) -> None:
+    pool = make_pool(executor)
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 2, what="the pool to fill")
+        old = {sb.ident for sb, _ in pool._idle}
+        real = executor.fingerprint
+
+        def changed() -> str:
+            return "new:" + real()
+
+        executor.fingerprint = changed  # type: ignore[method-assign]
+        wait_for(lambda: pool.stats.drained == 2, what="the drain")
+        wait_for(lambda: pool.snapshot()["idle"] == 2, what="the refill")
+        assert not old & {sb.ident for sb, _ in pool._idle}
+        assert executor.run(make_request("print(2)")).stdout == "2\n"
+    finally:
+        executor.pool = None
+        pool.close()
+
+
+def test_close_leaves_nothing(engine: str, executor: Executor, tmp_path: Path) -> None:
+    pool = make_pool(executor)
+    wait_for(lambda: pool.snapshot()["idle"] == 2, what="the pool to fill")
+    names = {sb.ident for sb, _ in pool._idle}
+    executor.pool = None
+    pool.close()
+    assert pool.snapshot()["idle"] == 0
+    if engine == "docker":
+        from tests.conftest import our_containers
+
+        assert len(names) == 2 and not names & set(our_containers())
+    assert not list((tmp_path / "exec").glob("job-*"))
+
+
+@pytest.mark.docker
+def test_a_pool_hit_makes_no_engine_api_call(
+    tmp_path: Path, make_request: MakeRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = build_executor("docker", tmp_path)
+    pool = make_pool(executor)
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 2, what="the pool to fill")
+        calls: list[str] = []
+        client = executor.client  # type: ignore[attr-defined]
+        real_request = client.request
+        me = threading.current_thread()
+
+        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            # The pool's refill threads share the client; only the request path counts.
+            if threading.current_thread() is me:
+                calls.append(f"{method} {url}")
+            return real_request(method, url, *args, **kwargs)
+
+        request = make_request("import pandas as pd\nprint(pd.DataFrame({'a': [1, 2]}).a.sum())")
+        sandbox = pool.take(request)
+        assert sandbox is not None
+        monkeypatch.setattr(client, "request", counted)
+        result = executor.serve(sandbox, request)
+        monkeypatch.undo()
+        pool.dispose(sandbox)
+        assert result.success and result.stdout == "3\n", result
+        assert calls == []
+    finally:
+        executor.pool = None
+        pool.close()
+        executor.close()
+
+
+@pytest.mark.docker
+def test_a_request_with_other_limits_gets_its_own_cold_container(
+    tmp_path: Path, make_request: MakeRequest
+) -> None:
+    executor = build_executor("docker", tmp_path)
+    pool = make_pool(executor, minimum=1, maximum=1)
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
+        code = (
+            "from pathlib import Path\n"
+            "v1 = Path('/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
+            "v2 = Path('/sys/fs/cgroup/memory.max')\n"
+            "print((v1 if v1.exists() else v2).read_text().strip())"
+        )
+        result = executor.run(make_request(code, memory_bytes=300 * MB))
+        assert result.success, result
+        assert int(result.stdout) == 300 * MB  # no inputs: exactly the requested limit
+        assert pool.stats.misses == {"shape": 1} and pool.stats.hits == 0
+        pooled = executor.run(make_request(code))
+        assert int(pooled.stdout) == RunLimits().memory_bytes + 8 * MB  # + the input room
+        assert pool.stats.hits == 1
+    finally:
+        executor.pool = None
+        pool.close()
+        executor.close()
+
+
+@pytest.mark.docker
+def test_a_rebuilt_image_drains_the_pool(tmp_path: Path, make_request: MakeRequest) -> None:
+    import docker
+
+    client = docker.from_env(timeout=120)
+    tag = f"pyc-pooltest:{tmp_path.name[-12:].lower().replace('_', '-')}"
+    client.images.get(get_settings().image).tag(tag)
+    executor = build_executor("docker", tmp_path, image=tag)
+    pool = make_pool(executor, minimum=1, maximum=1)
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
+        (old,) = [sb.ident for sb, _ in pool._idle]
+        # "Rebuild": a new image under the same tag (a label changes its id).
+        dockerfile = tmp_path / "ctx"
+        dockerfile.mkdir()
+        (dockerfile / "Dockerfile").write_text(f"FROM {tag}\nLABEL rebuilt=1\n")
+        client.images.build(path=str(dockerfile), tag=tag, rm=True)
+        wait_for(lambda: pool.stats.drained == 1, what="the drain")
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the refill")
+        assert [sb.ident for sb, _ in pool._idle] != [old]
+        result = executor.run(make_request("print('rebuilt')"))
+        assert result.success and result.stdout == "rebuilt\n"
+    finally:
+        executor.pool = None
+        pool.close()
+        executor.close()
+        client.images.remove(tag, force=True)
+        client.close()
+
+
+def test_pool_settings_shape_the_registry_pool(tmp_path: Path) -> None:
+    from service.executors.registry import ExecutorRegistry
+
+    settings = Settings(
+        execution_dir=tmp_path / "exec", engine="subprocess", pool_min=1, pool_max=3
+    )
+    registry = ExecutorRegistry(settings, pooled=True)
+    try:
+        executor = registry.get(None)
+        assert executor.pool is not None
+        snap = executor.pool.snapshot()
+        assert (snap["min"], snap["max"]) == (1, 3)
+        assert executor.pool.preimport == POOL_PREIMPORT
+    finally:
+        registry.close()
+    assert executor.pool is None
+    off = ExecutorRegistry(
+        Settings(execution_dir=tmp_path / "e2", engine="subprocess", pool_max=0), pooled=True
+    )
+    try:
+        assert off.get(None).pool is None
+    finally:
+        off.close()
