@@ -49,6 +49,7 @@ from service.executors.base import (
     RunResult,
 )
 from service.executors.results import receive_artifacts, result_from_header
+from service.executors.seccomp_profile import runner_seccomp_profile
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,8 @@ class DockerExecutor(Executor):
             "read-only-rootfs",
             "cap-drop:ALL",
             "no-new-privileges",
+            # gVisor (runsc) takes the profile but does not apply it: its own kernel is the wall.
+            *(("seccomp",) if self.runtime != "runsc" else ()),
             "non-root",
             "pids",
             "memory",
@@ -329,7 +332,7 @@ class DockerExecutor(Executor):
         return self.client.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges", "seccomp=" + runner_seccomp_profile()],
             read_only=True,
             tmpfs={"/work": work, "/tmp": f"{mount},mode=1777,size=64m"},
             pids_limit=limits.pids,

@@ -21,7 +21,11 @@ The program, in order:
 5. ``personality`` is allowed only for the personas Docker allows (query, Linux, 32-bit,
    uname26 and combinations); anything else (e.g. ``ADDR_NO_RANDOMIZE``,
    ``READ_IMPLIES_EXEC``) fails with ``EPERM``.
-6. The syscalls in ``DENIED`` fail with ``EPERM``; everything else is allowed.
+6. ``socket`` is allowed only for the families in ``SOCKET_FAMILIES`` (``AF_UNIX``,
+   ``AF_INET``, ``AF_INET6``); any other (vsock, packet, netlink, bluetooth, alg, ...: kernel
+   code a data script never needs, and where most socket CVEs live) fails with
+   ``EAFNOSUPPORT``, as on a kernel built without it.
+7. The syscalls in ``DENIED`` fail with ``EPERM``; everything else is allowed.
 
 Nothing here touches what Python, numpy/BLAS, pandas, matplotlib or multiprocessing (fork,
 semaphores in /dev/shm, pipes) need. Denied calls fail with an errno rather than kill, so a
@@ -57,6 +61,7 @@ AUDIT_ARCH_X86_64 = 0xC000003E  # EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_
 X32_SYSCALL_BIT = 0x40000000
 EPERM = 1
 ENOSYS = 38
+EAFNOSUPPORT = 97
 
 # Namespace flags of clone(2) (include/uapi/linux/sched.h); all in the low 32 bits.
 CLONE_NEWNS = 0x00020000
@@ -78,6 +83,7 @@ CLONE_NAMESPACES = (
 
 # x86_64 syscall numbers, from the kernel's arch/x86/entry/syscalls/syscall_64.tbl (stable
 # ABI: numbers are never reused).
+NR_SOCKET = 41
 NR_CLONE = 56
 NR_PERSONALITY = 135
 NR_CLONE3 = 435
@@ -85,6 +91,14 @@ NR_CLONE3 = 435
 # personality(2) arguments allowed (as Docker's default profile does): 0xffffffff queries,
 # PER_LINUX (0), PER_LINUX32 (8), UNAME26 (0x20000) and PER_LINUX32|UNAME26.
 PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
+# socket(2) families a job may open: local IPC (multiprocessing, asyncio) and IP sockets
+# (there is no network, but libraries create and bind loopback sockets). Shared with the
+# runner's Docker seccomp profile.
+AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+SOCKET_FAMILIES = (AF_UNIX, AF_INET, AF_INET6)
 
 # Syscalls that fail with EPERM, and why. A job needs none of them.
 DENIED: dict[str, tuple[int, str]] = {
@@ -196,9 +210,18 @@ def build_program() -> bytes:
     for i, value in enumerate(allowed):
         personality.append(_ins(BPF_JEQ_K, len(allowed) - i, 0, value))  # -> ALLOW
     personality += [_ret(SECCOMP_RET_ERRNO | EPERM), _ret(SECCOMP_RET_ALLOW)]
-    # After the clone/personality blocks the accumulator still holds nr (they only reload it
-    # on their own branch, which always returns).
-    body = prog + special + personality + checks + tail
+    # socket: a family outside SOCKET_FAMILIES -> EAFNOSUPPORT.
+    families = SOCKET_FAMILIES
+    sockets = [
+        _ins(BPF_JEQ_K, 0, len(families) + 3, NR_SOCKET),
+        _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
+    ]
+    for i, family in enumerate(families):
+        sockets.append(_ins(BPF_JEQ_K, len(families) - i, 0, family))  # -> ALLOW
+    sockets += [_ret(SECCOMP_RET_ERRNO | EAFNOSUPPORT), _ret(SECCOMP_RET_ALLOW)]
+    # After the clone/personality/socket blocks the accumulator still holds nr (they only
+    # reload it on their own branch, which always returns).
+    body = prog + special + personality + sockets + checks + tail
     assert all(len(b) == 8 for b in body)
     return b"".join(body)
 
