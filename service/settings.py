@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     tmpfs_size_mb: int = 1024  # the work dir inside the container (inputs + outputs)
     max_timeout: int = 600
     local_runner_dir: Path = Path("./.runner-venv")
+    # The subprocess engine refuses to run code below bubblewrap namespaces + its seccomp
+    # filter; true lets it run anyway (rlimits and a job uid only), for hosts the operator
+    # trusts. Logged at every start.
+    allow_weak_sandbox: bool = False
 
     # --- uploads ---------------------------------------------------------------------------
     max_total_upload: int = Field(200, ge=1, description="all files of one request, MB")

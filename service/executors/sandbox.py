@@ -124,6 +124,7 @@ class Isolation:
     detail: str
     sized_tmpfs: bool = False  # bwrap has --size: the sandbox's writable dirs are capped tmpfs
     seccomp: bool = False  # bwrap loads our seccomp filter (``service.executors.seccomp``)
+    cgroup: bool = False  # each job runs in its own cgroup (``service.executors.cgroups``)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -136,6 +137,8 @@ class Isolation:
             labels += ["netns", "mountns", "pidns", "ipcns", "utsns"]
             if self.seccomp:
                 labels.append("seccomp")
+        if self.cgroup:
+            labels.append("cgroup")
         return tuple(labels)
 
 

@@ -27,6 +27,7 @@ from typing import IO, Any, Literal
 
 from runner_image import protocol
 from service.errors import EngineUnavailable, ExecutorError
+from service.executors import cgroups
 from service.executors.base import (
     Executor,
     Readiness,
@@ -56,6 +57,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 BUILD_COMMAND = "python-coder build-runner --local"
+WEAK_SANDBOX_SETTING = "PYTHON_CODE_ALLOW_WEAK_SANDBOX"
 
 # The harness has its own timeout; ours fires only if it is wedged. Covers interpreter
 # start, writing inputs and sending artifacts back.
@@ -84,6 +86,8 @@ class SubprocessExecutor(Executor):
         self._isolation: Isolation | None = None
         self._runner: RunnerInfo | None = None
         self._mpl_seed: dict[Path, Path | None] = {}
+        self._weak_logged = False
+        self._cgroups: cgroups.CgroupSupport | None = None
 
     # ------------------------------------------------------------------ discovery
 
@@ -101,13 +105,48 @@ class SubprocessExecutor(Executor):
         """Detect what the host allows, once; logged the first time."""
         with self._lock:
             if self._isolation is None:
-                self._isolation = detect_isolation(self._sandbox)
+                self._isolation = self._with_cgroups(detect_isolation(self._sandbox))
                 log.info(
                     "subprocess engine isolation: %s (%s)",
                     ",".join(self._isolation.labels),
                     self._isolation.detail,
                 )
             return self._isolation
+
+    def _with_cgroups(self, iso: Isolation) -> Isolation:
+        """Per-job cgroups where this process can make them (root, writable hierarchy)."""
+        if iso.as_root and not iso.bwrap and not iso.setpriv:
+            support, note = None, "no cgroups: setpriv is missing to enter them before the drop"
+        else:
+            support, note = cgroups.detect()
+        if support is None:
+            log.warning("subprocess engine runs jobs without a cgroup: %s", note)
+            return replace(iso, detail=f"{iso.detail}; no per-job cgroup ({note})")
+        self._cgroups = support
+        return replace(iso, cgroup=True, detail=f"{iso.detail}; per-job {note}")
+
+    def weak_sandbox(self) -> str | None:
+        """Why this host's sandbox is below namespaces + seccomp and not allowed to run code
+        that way (None: strong enough, or the operator opted in)."""
+        iso = self.isolation()
+        if iso.bwrap and iso.seccomp:
+            return None
+        if self.settings.allow_weak_sandbox:
+            with self._lock:
+                if not self._weak_logged:
+                    self._weak_logged = True
+                    log.warning(
+                        "subprocess engine runs code WITHOUT namespaces + seccomp (%s), "
+                        "because %s=true",
+                        iso.detail,
+                        WEAK_SANDBOX_SETTING,
+                    )
+            return None
+        return (
+            "the subprocess engine refuses to run code: its sandbox lacks bubblewrap "
+            f"namespaces + seccomp ({iso.detail}); install bubblewrap, or set "
+            f"{WEAK_SANDBOX_SETTING}=true to accept the weaker sandbox"
+        )
 
     def runner(self) -> RunnerInfo:
         """Locate the runner interpreter and what must be visible for it to start."""
@@ -143,6 +182,9 @@ class SubprocessExecutor(Executor):
         iso = self.isolation()
         checks["isolation"] = list(iso.labels)
         checks["isolation_detail"] = iso.detail
+        weak = self.weak_sandbox()
+        if weak is not None:
+            return Readiness(False, self.name, weak, checks)
         try:
             runner = self.runner()
         except EngineUnavailable as exc:
@@ -175,6 +217,9 @@ class SubprocessExecutor(Executor):
 
     def run(self, request: RunRequest) -> RunResult:
         started = time.monotonic()
+        weak = self.weak_sandbox()
+        if weak is not None:
+            raise EngineUnavailable(weak)
         runner = self.runner()
         iso = self.isolation()
         root = Path(os.path.abspath(self.settings.execution_dir))
@@ -184,7 +229,10 @@ class SubprocessExecutor(Executor):
         uid = lease.uid if lease else None
         job_dir: Path | None = None
         program: ProgramFd | None = None
+        cgroup: cgroups.JobCgroup | None = None
         try:
+            if self._cgroups is not None:
+                cgroup = _job_cgroup(self._cgroups, request)
             job_dir = Path(tempfile.mkdtemp(prefix=f"job-{_safe(request.job_id)}-", dir=root))
             layout = JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
             seed = self.matplotlib_seed(runner)
@@ -202,10 +250,14 @@ class SubprocessExecutor(Executor):
                 seed=seed,
                 seccomp_fd=program.fd if program else None,
             )
-            result = self._supervise(request, argv, env, cwd, iso, layout, uid, nproc, program)
+            result = self._supervise(
+                request, argv, env, cwd, iso, layout, uid, nproc, program, cgroup
+            )
         finally:
             if program is not None:
                 program.close()
+            if cgroup is not None:
+                cgroup.close()
             if uid is not None:
                 kill_uid(uid)
             if job_dir is not None:
@@ -225,6 +277,7 @@ class SubprocessExecutor(Executor):
         uid: int | None,
         nproc: int,
         program: ProgramFd | None = None,
+        cgroup: cgroups.JobCgroup | None = None,
     ) -> RunResult:
         limits = request.limits
         wire = limits.to_wire()
@@ -239,6 +292,12 @@ class SubprocessExecutor(Executor):
         frame = protocol.encode_header(header)
         plain_user = uid is None and not iso.bwrap
         drop_to = uid if not iso.bwrap else None
+        if cgroup is not None:
+            if drop_to is not None and iso.setpriv:
+                # Only root may enter the cgroup: the uid is dropped after that, by setpriv.
+                argv = [*_setpriv(iso.setpriv, drop_to), *argv]
+                drop_to = None
+            argv = cgroup.enter_command(argv)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -297,6 +356,9 @@ class SubprocessExecutor(Executor):
                     stream.close()
 
         isolation = iso.labels
+        if cgroup is not None and reader.received is None and cgroup.oom_killed():
+            # The harness itself was the victim (the script had little of its own).
+            return _out_of_memory(request, RunResult(engine=self.name, isolation=isolation))
         if killed and reader.received is None:
             return RunResult(
                 engine=self.name,
@@ -321,13 +383,55 @@ class SubprocessExecutor(Executor):
                 f"local runner failed (exit {proc.returncode}): {detail}; "
                 f"harness stderr: {tail.text()[-2000:] or '(empty)'}"
             )
-        # No cgroup OOM killer here (oom_killed stays False): RLIMIT_AS gives MemoryError.
-        return result_from_header(
+        result = result_from_header(
             reader.received.header,
             engine=self.name,
             artifacts=reader.received.artifacts,
             isolation=isolation,
         )
+        # The job cgroup's own OOM-kill counter is the authority (as the docker engine's
+        # OOMKilled): a script that outlived the loss of a subprocess still succeeded.
+        if cgroup is not None and cgroup.oom_killed() and result.exit_code != 0:
+            return _out_of_memory(request, result)
+        return result
+
+
+def _job_cgroup(support: cgroups.CgroupSupport, request: RunRequest) -> cgroups.JobCgroup:
+    """The job's cgroup: memory for the script plus its inputs (they sit in its tmpfs)."""
+    limits = request.limits
+    try:
+        return cgroups.JobCgroup.create(
+            support,
+            _safe(request.job_id),
+            memory_bytes=limits.memory_bytes + sum(f.size for f in request.inputs),
+            pids=limits.pids,
+            cpus=limits.cpus,
+        )
+    except OSError as exc:
+        raise ExecutorError(f"cannot create the job's cgroup: {exc}") from exc
+
+
+def _out_of_memory(request: RunRequest, result: RunResult) -> RunResult:
+    limit_mb = request.limits.memory_bytes // (1024 * 1024)
+    return replace(
+        result,
+        oom_killed=True,
+        exit_code=result.exit_code if result.exit_code is not None else -9,
+        error=f"out of memory (limit {limit_mb} MB)",
+    )
+
+
+def _setpriv(setpriv: str, uid: int) -> list[str]:
+    return [
+        setpriv,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--",
+    ]
 
 
 def _check_runs_unprivileged(python: Path) -> None:
