@@ -36,7 +36,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 
-from runner_image.protocol import MAGIC, ProtocolError, copy_exact, encode_header, read_header
+from runner_image.protocol import MAGIC, ProtocolError, copy_exact, encode_header
 from service.errors import EngineUnavailable, ExecutorError, RunnerImageMissing
 from service.executors.base import (
     CONTAINER_LABEL,
@@ -48,7 +48,11 @@ from service.executors.base import (
     RunRequest,
     RunResult,
 )
-from service.executors.results import receive_artifacts, result_from_header
+from service.executors.results import (
+    read_result_header,
+    receive_artifacts,
+    result_from_header,
+)
 from service.executors.seccomp_profile import runner_seccomp_profile
 from service.settings import Settings
 
@@ -450,7 +454,7 @@ class DockerExecutor(Executor):
         problem: str | None = None
         sender.start()
         try:
-            header = read_header(demux.read_stdout)
+            header = read_result_header(demux.read_stdout, request)
             # Read apart from the header: bad files after a good header are an unreadable
             # result (below), never mistaken for a runner that died of OOM before answering.
             produced = receive_artifacts(header, demux.read_stdout, request)
@@ -503,7 +507,11 @@ class DockerExecutor(Executor):
         if stream_timed_out:  # the header came, the produced files did not
             raise ExecutorError("runner stalled while sending the produced files")
         result = result_from_header(
-            header, engine=self.name, artifacts=produced, isolation=self.isolation
+            header,
+            engine=self.name,
+            artifacts=produced,
+            isolation=self.isolation,
+            limits=request.limits,
         )
         # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
         # the container, also when only the forked script died and the harness (PID 1)

@@ -388,6 +388,7 @@ class SubprocessExecutor(Executor):
             engine=self.name,
             artifacts=reader.received.artifacts,
             isolation=isolation,
+            limits=request.limits,
         )
         # The job cgroup's own OOM-kill counter is the authority (as the docker engine's
         # OOMKilled): a script that outlived the loss of a subprocess still succeeded.
