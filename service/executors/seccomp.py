@@ -25,11 +25,21 @@ The program, in order:
    ``AF_INET``, ``AF_INET6``); any other (vsock, packet, netlink, bluetooth, alg, ...: kernel
    code a data script never needs, and where most socket CVEs live) fails with
    ``EAFNOSUPPORT``, as on a kernel built without it.
-7. The syscalls in ``DENIED`` fail with ``EPERM``; everything else is allowed.
+7. The syscalls in ``DENIED`` fail with ``EPERM`` (explicitly, with the reason beside each).
+8. The syscalls of the allow-list (``service.executors.syscalls.ALLOWED``, Docker's default
+   for a container without capabilities, shared with the runner's Docker profile) are
+   allowed; everything else fails with ``ENOSYS``, as on a kernel that lacks it, so a C
+   library trying a syscall newer than this list (``fchmodat2``, ``mseal``, ...) takes its
+   fallback path.
 
 Nothing here touches what Python, numpy/BLAS, pandas, matplotlib or multiprocessing (fork,
 semaphores in /dev/shm, pipes) need. Denied calls fail with an errno rather than kill, so a
 library probing for a feature (io_uring, userfaultfd, ...) takes its fallback path.
+
+Classic BPF jumps at most 255 instructions forward, so a list of syscall numbers becomes
+blocks of ``JEQ`` checks, each block ending in its own return (``_match_block``). The whole
+program stays under ``PIPE_BUF`` (it goes through a pipe in one write): about 400 of the
+512 instructions that allows.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ import os
 import platform
 import select
 import struct
+
+from service.executors.syscalls import ALLOWED, X86_64
 
 # seccomp_data (include/uapi/linux/seccomp.h): int nr; __u32 arch; __u64 ip; __u64 args[6].
 OFF_NR = 0
@@ -50,6 +62,7 @@ BPF_LD_W_ABS = 0x00 | 0x00 | 0x20  # BPF_LD | BPF_W | BPF_ABS
 BPF_JEQ_K = 0x05 | 0x10 | 0x00  # BPF_JMP | BPF_JEQ | BPF_K
 BPF_JGE_K = 0x05 | 0x30 | 0x00  # BPF_JMP | BPF_JGE | BPF_K
 BPF_JSET_K = 0x05 | 0x40 | 0x00  # BPF_JMP | BPF_JSET | BPF_K
+BPF_JA = 0x05 | 0x00  # BPF_JMP | BPF_JA: unconditional, 32-bit offset in k
 BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
 
 # Return actions (include/uapi/linux/seccomp.h).
@@ -185,14 +198,6 @@ def build_program() -> bytes:
         _ins(BPF_JEQ_K, 0, 1, NR_CLONE3),
         _ret(SECCOMP_RET_ERRNO | ENOSYS),
     ]
-    # The tail, built backwards so each jump knows its distance: [denied checks..., ALLOW,
-    # EPERM]. A denied check at index i jumps to EPERM, (len - 1 - i - 1) entries ahead.
-    tail: list[bytes] = [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO | EPERM)]
-    checks: list[bytes] = []
-    n = len(denied)
-    for i, nr in enumerate(denied):
-        to_eperm = (n - 1 - i) + 1  # the remaining checks, then ALLOW
-        checks.append(_ins(BPF_JEQ_K, to_eperm, 0, nr))
     # clone: namespace flags -> EPERM. personality: unknown personas -> EPERM.
     #   JEQ clone ? next : +3 | LD arg0 | JSET ns ? EPERM_LOCAL : ALLOW_LOCAL
     special: list[bytes] = [
@@ -202,13 +207,13 @@ def build_program() -> bytes:
         _ret(SECCOMP_RET_ALLOW),
         _ret(SECCOMP_RET_ERRNO | EPERM),
     ]
-    allowed = PERSONALITY_ALLOWED
+    personas = PERSONALITY_ALLOWED
     personality = [
-        _ins(BPF_JEQ_K, 0, len(allowed) + 3, NR_PERSONALITY),
+        _ins(BPF_JEQ_K, 0, len(personas) + 3, NR_PERSONALITY),
         _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
     ]
-    for i, value in enumerate(allowed):
-        personality.append(_ins(BPF_JEQ_K, len(allowed) - i, 0, value))  # -> ALLOW
+    for i, value in enumerate(personas):
+        personality.append(_ins(BPF_JEQ_K, len(personas) - i, 0, value))  # -> ALLOW
     personality += [_ret(SECCOMP_RET_ERRNO | EPERM), _ret(SECCOMP_RET_ALLOW)]
     # socket: a family outside SOCKET_FAMILIES -> EAFNOSUPPORT.
     families = SOCKET_FAMILIES
@@ -221,9 +226,30 @@ def build_program() -> bytes:
     sockets += [_ret(SECCOMP_RET_ERRNO | EAFNOSUPPORT), _ret(SECCOMP_RET_ALLOW)]
     # After the clone/personality/socket blocks the accumulator still holds nr (they only
     # reload it on their own branch, which always returns).
-    body = prog + special + personality + sockets + checks + tail
+    denied_block = _match_block(denied, SECCOMP_RET_ERRNO | EPERM)
+    allowed = sorted({X86_64[name] for name in ALLOWED} - set(denied))
+    allowed_block = _match_block(allowed, SECCOMP_RET_ALLOW)
+    body = prog + special + personality + sockets + denied_block + allowed_block
+    body.append(_ret(SECCOMP_RET_ERRNO | ENOSYS))
     assert all(len(b) == 8 for b in body)
     return b"".join(body)
+
+
+# Checks per block: each must reach its block's return within one 8-bit jump.
+BLOCK = 200
+
+
+def _match_block(numbers: list[int], action: int) -> list[bytes]:
+    """``numbers`` (syscall numbers, the accumulator holds nr) -> return ``action``; any other
+    nr falls through past the block. One ``JEQ`` per number, in chunks of ``BLOCK``, each
+    chunk followed by ``JA +1`` (no match: skip) and ``RET action``."""
+    out: list[bytes] = []
+    for start in range(0, len(numbers), BLOCK):
+        chunk = numbers[start : start + BLOCK]
+        k = len(chunk)
+        out += [_ins(BPF_JEQ_K, k - i, 0, nr) for i, nr in enumerate(chunk)]
+        out += [_ins(BPF_JA, 0, 0, 1), _ret(action)]
+    return out
 
 
 class ProgramFd:

@@ -36,76 +36,11 @@ from service.executors.seccomp import (
     PERSONALITY_ALLOWED,
     SOCKET_FAMILIES,
 )
+from service.executors.syscalls import ALLOWED
 
 # Every architecture the runner image is built for; no sub-architectures (see above).
 ARCHITECTURES = ("SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64")
 
-# Allowed without conditions: Docker's default allow-list minus what the docstring removes.
-# Grouped by purpose to be reviewable; the order has no meaning.
-ALLOWED: tuple[str, ...] = (
-    # processes, threads, signals
-    *("arch_prctl", "capget", "capset", "execve", "execveat", "exit", "exit_group"),
-    *("fork", "vfork", "wait4", "waitid", "kill", "tkill", "tgkill", "getpid", "getppid"),
-    *("gettid", "getpgid", "getpgrp", "setpgid", "getsid", "setsid", "prctl", "seccomp"),
-    *("set_tid_address", "set_robust_list", "get_robust_list", "rseq", "membarrier"),
-    *("pidfd_open", "pidfd_send_signal", "restart_syscall", "pause", "modify_ldt"),
-    *("get_thread_area", "set_thread_area", "getcpu", "process_mrelease"),
-    *("rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn"),
-    *("rt_sigsuspend", "rt_sigtimedwait", "rt_tgsigqueueinfo", "sigaltstack", "signalfd"),
-    *("signalfd4", "alarm", "getitimer", "setitimer"),
-    # credentials and limits (inside the container's own, unprivileged ids)
-    *("getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid"),
-    *("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups"),
-    *("setfsuid", "setfsgid", "getrlimit", "setrlimit", "prlimit64", "getrusage", "times"),
-    *("getpriority", "setpriority", "ioprio_get", "ioprio_set", "umask", "uname", "sysinfo"),
-    # scheduling
-    *("sched_getaffinity", "sched_setaffinity", "sched_getattr", "sched_setattr"),
-    *("sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler"),
-    *("sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval"),
-    *("sched_yield",),
-    # memory
-    *("brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync"),
-    *("mlock", "mlock2", "mlockall", "munlock", "munlockall", "remap_file_pages"),
-    *("memfd_create", "memfd_secret", "pkey_alloc", "pkey_free", "pkey_mprotect"),
-    *("futex", "futex_waitv"),
-    # time
-    *("clock_getres", "clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday"),
-    *("time", "adjtimex", "clock_adjtime"),  # read-only without CAP_SYS_TIME
-    *("timer_create", "timer_delete", "timer_getoverrun", "timer_gettime", "timer_settime"),
-    *("timerfd_create", "timerfd_gettime", "timerfd_settime"),
-    # files and directories
-    *("open", "openat", "openat2", "creat", "close", "close_range", "read", "write"),
-    *("readv", "writev", "pread64", "pwrite64", "preadv", "preadv2", "pwritev", "pwritev2"),
-    *("lseek", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl", "pipe", "pipe2"),
-    *("stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "access"),
-    *("faccessat", "faccessat2", "readlink", "readlinkat", "getcwd", "chdir", "fchdir"),
-    *("getdents", "getdents64", "mkdir", "mkdirat", "rmdir", "rename", "renameat"),
-    *("renameat2", "link", "linkat", "symlink", "symlinkat", "unlink", "unlinkat"),
-    *("mknod", "mknodat", "chmod", "fchmod", "fchmodat", "chown", "fchown", "fchownat"),
-    *("lchown", "truncate", "ftruncate", "fallocate", "fadvise64", "readahead"),
-    *("fsync", "fdatasync", "sync", "syncfs", "sync_file_range", "utime", "utimes"),
-    *("utimensat", "futimesat", "copy_file_range", "sendfile", "splice", "tee", "vmsplice"),
-    *("getxattr", "lgetxattr", "fgetxattr", "setxattr", "lsetxattr", "fsetxattr"),
-    *("listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr"),
-    *("fremovexattr", "name_to_handle_at", "fanotify_mark"),
-    *("inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch"),
-    *("landlock_add_rule", "landlock_create_ruleset", "landlock_restrict_self"),
-    # waiting on descriptors; classic async I/O (not io_uring)
-    *("select", "pselect6", "poll", "ppoll", "epoll_create", "epoll_create1", "epoll_ctl"),
-    *("epoll_ctl_old", "epoll_wait", "epoll_wait_old", "epoll_pwait", "epoll_pwait2"),
-    *("eventfd", "eventfd2", "io_setup", "io_destroy", "io_submit", "io_cancel"),
-    *("io_getevents", "io_pgetevents"),
-    # sockets (creating one is the conditional rule below)
-    *("socketpair", "bind", "listen", "accept", "accept4", "connect", "shutdown"),
-    *("getsockname", "getpeername", "getsockopt", "setsockopt", "sendto", "sendmsg"),
-    *("sendmmsg", "recvfrom", "recvmsg", "recvmmsg"),
-    # System V and POSIX IPC (multiprocessing, shared memory; namespaced per container)
-    *("shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl"),
-    *("msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend"),
-    *("mq_timedreceive", "mq_notify", "mq_getsetattr"),
-    # randomness
-    *("getrandom",),
-)
 
 # Refused although Docker's default profile (for a container without capabilities) allows
 # them; listed so a test can check that none slipped back into ``ALLOWED``.
