@@ -123,6 +123,18 @@ def test_unix_and_ip_sockets_still_work_without_a_network(
     }
 
 
+def test_other_syscall_abis_kill_the_process(executor: Executor, make_request: MakeRequest) -> None:
+    """x32 numbers (the same calls under other numbers) never reach the rules above."""
+    code = (
+        "import subprocess, sys\n"
+        "x32_getpid = 'import ctypes; ctypes.CDLL(None).syscall(0x40000000 + 39)'\n"
+        "print(subprocess.run([sys.executable, '-c', x32_getpid]).returncode)\n"
+    )
+    result = executor.run(make_request(code, timeout_s=30.0))
+    assert result.success, (result.stderr, result.error)
+    assert result.stdout == "-31\n"  # SIGSYS
+
+
 def test_the_subprocess_filter_answers_other_families_with_eafnosupport(
     make_request: MakeRequest, tmp_path: Path
 ) -> None:
