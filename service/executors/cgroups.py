@@ -136,6 +136,30 @@ def detect() -> tuple[CgroupSupport | None, str]:
     return support, f"cgroup v{support.version}"
 
 
+def sweep_stale(
+    support: CgroupSupport, older_than_s: float = 3600.0, pattern: str = "python-coder-*"
+) -> int:
+    """Remove empty job cgroups a crashed gateway left behind; how many went.
+
+    Only those older than any job can be (a live job's cgroup is empty for a moment between
+    its creation and the sandbox entering it), and ``rmdir`` refuses any that hold a task.
+    """
+    removed = 0
+    now = time.time()
+    for parent in support.parents.values():
+        for path in parent.glob(pattern):
+            try:
+                if now - path.stat().st_mtime < older_than_s:
+                    continue
+                path.rmdir()
+                removed += 1
+            except OSError:
+                continue
+    if removed:
+        log.info("removed %d stale job cgroup(s)", removed)
+    return removed
+
+
 def _enable_v2_controllers(parent: Path) -> str | None:
     control = parent / "cgroup.subtree_control"
     try:

@@ -123,6 +123,7 @@ class SubprocessExecutor(Executor):
             log.warning("subprocess engine runs jobs without a cgroup: %s", note)
             return replace(iso, detail=f"{iso.detail}; no per-job cgroup ({note})")
         self._cgroups = support
+        cgroups.sweep_stale(support)
         return replace(iso, cgroup=True, detail=f"{iso.detail}; per-job {note}")
 
     def weak_sandbox(self) -> str | None:

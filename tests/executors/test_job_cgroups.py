@@ -185,3 +185,23 @@ def test_close_kills_what_is_left_and_removes_the_cgroup(support: cgroups.Cgroup
         proc.kill()
         proc.wait()
     assert not any(d.exists() for d in dirs)
+
+
+def test_stale_empty_cgroups_are_swept_live_ones_stay(support: cgroups.CgroupSupport) -> None:
+    stale = cgroups.JobCgroup.create(support, "t-stale", memory_bytes=64 * MB, pids=4, cpus=1.0)
+    busy = cgroups.JobCgroup.create(support, "t-busy", memory_bytes=64 * MB, pids=4, cpus=1.0)
+    proc = subprocess.Popen(busy.enter_command(["sleep", "60"]), start_new_session=True)
+    try:
+        while not busy.pids():
+            time.sleep(0.01)
+        cgroups.sweep_stale(support)  # both are new: neither goes
+        assert all(d.exists() for d in [*stale.dirs.values(), *busy.dirs.values()])
+        # Only this test's cgroups: other runs on the host may have fresh empty ones.
+        cgroups.sweep_stale(support, older_than_s=0, pattern="python-coder-t-stale-*")
+        cgroups.sweep_stale(support, older_than_s=0, pattern="python-coder-t-busy-*")
+        assert not any(d.exists() for d in stale.dirs.values())
+        assert all(d.exists() for d in busy.dirs.values())
+    finally:
+        busy.close()
+        proc.wait(timeout=10)
+        stale.close()  # already gone: nothing to do
