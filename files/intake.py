@@ -9,6 +9,7 @@ metadata extraction for every file in the limited worker pool (``files.worker``)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +214,9 @@ class FileIntake:
         except BaseException:
             self._fail(upload)
             raise
-        return self._complete(upload)
+        # Sniffing opens the file (a zip's whole central directory for its namelist): a
+        # worker thread's job, never the event loop's.
+        return await asyncio.to_thread(self._complete, upload)
 
     def add_path(self, raw_name: str, path: Path) -> StoredFile:
         """Copy a local file in (CLI and in-process callers)."""

@@ -57,18 +57,23 @@ def read_exact(read: Callable[[int], bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_header(read: Callable[[int], bytes]) -> dict[str, Any]:
-    """Read MAGIC, length and JSON header; the caller then reads the listed file bodies."""
+def read_header(read: Callable[[int], bytes], max_bytes: int = MAX_HEADER_BYTES) -> dict[str, Any]:
+    """Read MAGIC, length and JSON header (at most ``max_bytes``); the caller then reads the
+    listed file bodies."""
     prefix = read_exact(read, len(MAGIC) + _LEN.size)
     if prefix[: len(MAGIC)] != MAGIC:
         raise ProtocolError(f"bad frame magic {prefix[: len(MAGIC)]!r}")
     (length,) = _LEN.unpack(prefix[len(MAGIC) :])
-    if length > MAX_HEADER_BYTES:
-        raise ProtocolError(f"frame header of {length} bytes exceeds {MAX_HEADER_BYTES}")
+    if length > min(max_bytes, MAX_HEADER_BYTES):
+        raise ProtocolError(
+            f"frame header of {length} bytes exceeds {min(max_bytes, MAX_HEADER_BYTES)}"
+        )
     try:
         header = json.loads(read_exact(read, length).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"frame header is not JSON: {exc}") from exc
+    except RecursionError as exc:  # nesting deeper than the parser's stack
+        raise ProtocolError("frame header is nested too deeply") from exc
     if not isinstance(header, dict):
         raise ProtocolError("frame header is not a JSON object")
     return header

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     pool_input_room_mb: int = Field(
         64, ge=0, description="inputs a pooled docker sandbox takes; larger ones run cold"
     )
+    # The subprocess engine refuses to run code below bubblewrap namespaces + its seccomp
+    # filter; true lets it run anyway (rlimits and a job uid only), for hosts the operator
+    # trusts. Logged at every start.
+    allow_weak_sandbox: bool = False
 
     # --- uploads ---------------------------------------------------------------------------
     max_total_upload: int = Field(200, ge=1, description="all files of one request, MB")

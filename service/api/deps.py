@@ -26,6 +26,8 @@ from service.settings import Settings, get_settings
 UPLOAD_CHUNK = 1024 * 1024
 # Room for multipart boundaries and text fields on top of the file bytes themselves.
 FORM_OVERHEAD = 1024 * 1024
+# A script sent as a file part is read up to this (the static policy's own cap decides).
+DEFAULT_MAX_CODE_BYTES = 1_000_000
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -122,7 +124,26 @@ def _inline_bytes(item: InlineFile) -> bytes:
     return item.content.encode("utf-8")
 
 
-async def parse_job_request(request: Request, settings: Settings) -> ParsedRequest:
+async def _read_code_part(upload: UploadFile, limit: int) -> str:
+    """The ``code`` file part as text, read in chunks and refused once over ``limit``."""
+    data = bytearray()
+    while chunk := await upload.read(min(UPLOAD_CHUNK, limit + 1 - len(data))):
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(
+                f"code file {upload.filename!r} exceeds the code size limit of {limit} bytes"
+            )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"code file {upload.filename!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+
+
+async def parse_job_request(
+    request: Request, settings: Settings, *, max_code_bytes: int = DEFAULT_MAX_CODE_BYTES
+) -> ParsedRequest:
     """Read multipart (text fields + repeated ``files`` parts) or a JSON body."""
     limit = settings.max_total_upload_bytes + FORM_OVERHEAD
     declared = request.headers.get("content-length")
@@ -166,13 +187,10 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
             if isinstance(value, UploadFile):
                 if key == "code":  # a script sent as a file part
                     try:
-                        parsed.fields["code"] = (await value.read()).decode("utf-8")
-                    except UnicodeDecodeError as exc:
+                        parsed.fields["code"] = await _read_code_part(value, max_code_bytes)
+                    except InvalidRequest:
                         await form.close()
-                        raise InvalidRequest(
-                            f"code file {value.filename!r} is not UTF-8 text ({exc.reason} at "
-                            f"byte {exc.start})"
-                        ) from exc
+                        raise
                 else:
                     parsed.uploads.append(Upload(value.filename or key, _upload_chunks(value)))
             else:
@@ -220,12 +238,12 @@ class JobInput:
 
 
 async def job_input(
-    request: Request, settings: SettingsDep, registry: RegistryDep
+    request: Request, settings: SettingsDep, registry: RegistryDep, policy: PolicyDep
 ) -> AsyncIterator[JobInput]:
     """Parse the body once for any job endpoint; spooled uploads are closed afterwards."""
     if not settings.enabled:
         raise EngineUnavailable("code execution is disabled on this gateway (PYTHON_CODE_ENABLED)")
-    parsed = await parse_job_request(request, settings)
+    parsed = await parse_job_request(request, settings, max_code_bytes=policy.max_code_bytes)
     try:
         yield JobInput(
             fields=parsed.fields,

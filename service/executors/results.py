@@ -3,7 +3,10 @@
 Both engines read the same frame from the same harness; only how the bytes arrive differs
 (docker's multiplexed attach stream, a local pipe). Everything in the frame comes from inside
 the sandbox, so artifact entries are checked (name, size, count, total) before a byte is
-written, and each file is streamed into ``request.output_dir`` without following links.
+written, and each file is streamed into ``request.output_dir`` without following links. The
+header itself is read only up to what the run's limits can produce
+(``result_header_limit``), and stdout/stderr are cut to ``max_output_bytes`` again here: a
+harness the script tampered with gets no more room than an honest one.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner_image.protocol import ProtocolError, copy_exact, read_header
-from service.executors.base import ProducedFile, RunRequest, RunResult, SkippedFile
+from service.executors.base import ProducedFile, RunLimits, RunRequest, RunResult, SkippedFile
 
 # The harness lists at most this many files it did not return; the gateway holds it to that.
 MAX_SKIPPED = 50
+# JSON escaping can grow text up to 6x (a control byte becomes \u00XX); every listed file
+# (returned or skipped) gets room for a long name; the rest of the header is small.
+JSON_GROWTH = 6
+ENTRY_BYTES = 8 * 1024
+HEADER_BASE_BYTES = 64 * 1024
 
 Read = Callable[[int], bytes]
 
@@ -29,9 +37,21 @@ class ReceivedResult:
     artifacts: tuple[ProducedFile, ...]
 
 
+def result_header_limit(limits: RunLimits) -> int:
+    """The largest result header an honest harness can send under ``limits``."""
+    outputs = 2 * JSON_GROWTH * limits.max_output_bytes
+    entries = (limits.max_artifacts + MAX_SKIPPED) * ENTRY_BYTES
+    return outputs + entries + HEADER_BASE_BYTES
+
+
+def read_result_header(read: Read, request: RunRequest) -> dict[str, Any]:
+    """The result header, refused (``ProtocolError``) beyond ``result_header_limit``."""
+    return read_header(read, result_header_limit(request.limits))
+
+
 def receive_result(read: Read, request: RunRequest) -> ReceivedResult:
     """Read the result frame and stream its artifacts; ``ProtocolError`` if it is not valid."""
-    header = read_header(read)
+    header = read_result_header(read, request)
     return ReceivedResult(header, receive_artifacts(header, read, request))
 
 
@@ -79,8 +99,11 @@ def result_from_header(
     engine: str,
     artifacts: tuple[ProducedFile, ...],
     isolation: tuple[str, ...],
+    limits: RunLimits,
 ) -> RunResult:
     """The run as the harness reported it; engine-specific findings are added by the caller."""
+    stdout, stdout_cut = _capped(header.get("stdout"), limits.max_output_bytes)
+    stderr, stderr_cut = _capped(header.get("stderr"), limits.max_output_bytes)
     exit_code = header.get("exit_code")
     error = header.get("error")
     listed = [s for s in header.get("skipped") or [] if isinstance(s, dict)]
@@ -88,10 +111,10 @@ def result_from_header(
     more = (more if isinstance(more, int) and more > 0 else 0) + max(0, len(listed) - MAX_SKIPPED)
     return RunResult(
         engine=engine,
-        stdout=str(header.get("stdout") or ""),
-        stderr=str(header.get("stderr") or ""),
-        stdout_truncated=bool(header.get("stdout_truncated")),
-        stderr_truncated=bool(header.get("stderr_truncated")),
+        stdout=stdout,
+        stderr=stderr,
+        stdout_truncated=stdout_cut or bool(header.get("stdout_truncated")),
+        stderr_truncated=stderr_cut or bool(header.get("stderr_truncated")),
         exit_code=exit_code if isinstance(exit_code, int) else None,
         timed_out=bool(header.get("timed_out")),
         duration_s=float(header.get("duration_s") or 0.0),
@@ -106,3 +129,12 @@ def result_from_header(
         isolation=isolation,
         error=error if isinstance(error, str) else None,
     )
+
+
+def _capped(value: Any, limit: int) -> tuple[str, bool]:
+    """``value`` as text of at most ``limit`` UTF-8 bytes (cut on a character boundary)."""
+    text = value if isinstance(value, str) else str(value or "")
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return text, False
+    return encoded[:limit].decode("utf-8", "ignore"), True

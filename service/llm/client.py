@@ -3,14 +3,18 @@
 Works with OpenAI, vLLM, Ollama or a llama.cpp server: anything speaking
 ``POST /v1/chat/completions``. ``PYTHON_CODE_LLM_*`` wins; the openai package's own
 ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` are used when those are unset. openai errors are
-translated here, at the adapter, into ``LLMError`` / ``LLMTimeout``.
+translated here, at the adapter, into ``LLMError`` / ``LLMTimeout``. Their messages go to
+API callers, so they never carry the endpoint's address (an internal host, maybe a key in
+its query): that is logged here instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI
@@ -20,6 +24,8 @@ from service.errors import LLMError, LLMNotConfigured, LLMTimeout
 from service.models import TokenUsage
 from service.observability import observe_llm
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Local servers (vLLM, Ollama, llama.cpp) accept any key; the openai client insists on one.
 PLACEHOLDER_KEY = "not-needed"
@@ -98,22 +104,26 @@ class LLMClient:
                 temperature=self.temperature,
             )
         except openai.APITimeoutError as exc:
+            self._log_failure(exc)
             raise LLMTimeout(
                 f"the model endpoint did not answer within {self.timeout:g}s",
-                detail={"base_url": self.endpoint.base_url, "model": self.model},
+                detail={"model": self.model},
             ) from exc
         except openai.APIConnectionError as exc:
+            self._log_failure(exc)
             raise LLMError(
-                f"cannot reach the model endpoint: {exc}",
-                detail={"base_url": self.endpoint.base_url, "model": self.model},
+                f"cannot reach the model endpoint: {self._scrub(str(exc))}",
+                detail={"model": self.model},
             ) from exc
         except openai.APIStatusError as exc:
+            self._log_failure(exc)
             raise LLMError(
                 f"the model endpoint answered HTTP {exc.status_code}",
-                detail={"base_url": self.endpoint.base_url, "model": self.model},
+                detail={"model": self.model},
             ) from exc
         except (openai.OpenAIError, ValueError) as exc:  # unparseable body, bad schema
-            raise LLMError(f"the model endpoint answered garbage: {exc}") from exc
+            self._log_failure(exc)
+            raise LLMError(f"the model endpoint answered garbage: {self._scrub(str(exc))}") from exc
         finally:
             elapsed = time.perf_counter() - started
             meter.model_s += elapsed
@@ -134,6 +144,20 @@ class LLMClient:
         if not choices or choices[0].message is None or not choices[0].message.content:
             raise LLMError("the model endpoint answered without any message content")
         return str(choices[0].message.content)
+
+    def _log_failure(self, exc: Exception) -> None:
+        log.warning("model endpoint %s failed: %r", self.endpoint.base_url or "(default)", exc)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the endpoint's URL or host (an openai message may quote them)."""
+        base = self.endpoint.base_url
+        if not base:
+            return text
+        host = urlsplit(base).netloc
+        for secret in (base, base.rstrip("/"), host):
+            if secret:
+                text = text.replace(secret, "<model endpoint>")
+        return text
 
     async def close(self) -> None:
         await self._client.close()

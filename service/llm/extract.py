@@ -52,7 +52,7 @@ def extract_json(answer: str) -> dict[str, Any] | None:
     for text in candidates:
         try:
             value = json.loads(text.strip())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             continue
         if isinstance(value, dict):
             return value
@@ -66,6 +66,6 @@ def final_json_line(stdout: str) -> tuple[bool, Any]:
             continue
         try:
             return True, json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a script may print arbitrarily deep JSON
             return False, None
     return False, None

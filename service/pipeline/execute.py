@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import anyio
+
 from security.policy import StaticPolicy
 from service.errors import PolicyViolation
 from service.executors.base import Executor
@@ -38,7 +40,8 @@ async def run_execution(
     outcome, engine = "failed", executor.name
     try:
         try:
-            job.warnings.extend(check_policy(code, policy))
+            # Parsing and walking up to a megabyte of source: off the event loop.
+            job.warnings.extend(await anyio.to_thread.run_sync(check_policy, code, policy))
         except PolicyViolation:
             outcome = "rejected"
             raise

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import anyio
+
 from runner_image import direct_packages
 from security.policy import StaticPolicy
 from service.errors import LLMError
@@ -75,7 +77,8 @@ async def run_generation(
         except LLMError as exc:  # the run happened: report it rather than the model's failure
             job.warnings.append(f"no repair attempted: {exc.message}")
             break
-        blocking = [i for i in static_issues(fix.code, policy) if is_blocking(i)]
+        found = await anyio.to_thread.run_sync(static_issues, fix.code, policy)
+        blocking = [i for i in found if is_blocking(i)]
         iteration = len(history) + 1
         if blocking:  # the repair itself must pass the static policy; never run it otherwise
             history.append(

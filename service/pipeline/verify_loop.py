@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import anyio
+
 from security.policy import StaticPolicy
 from service.errors import VerificationFailed
 from service.llm.client import LLMClient, UsageMeter
@@ -171,7 +173,7 @@ async def _verify(
 ) -> list[Issue]:
     """All current issues of ``code`` (blocking or not), overridden ones removed."""
     started = time.perf_counter()
-    issues = static_issues(code, policy)
+    issues = await anyio.to_thread.run_sync(static_issues, code, policy)
     timing["policy"] += time.perf_counter() - started
     # The review costs a model call: ask it only once the static checks have nothing to say
     # the model must fix first (syntax errors, blocked imports and calls).

@@ -9,7 +9,10 @@ child on the host, next to an unfiltered control, so each denial is shown to be 
 from __future__ import annotations
 
 import os
+import re
+import select
 import stat
+import struct
 import subprocess
 import sys
 import uuid
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from service.executors import syscalls
 from service.executors.base import RunLimits, RunRequest, RunResult
 from service.executors.local import probe as sandbox
 from service.executors.local import seccomp
@@ -221,8 +225,43 @@ def test_the_program_is_what_denies_namespaces_and_mounts(tmp_path: Path, filter
 
 def test_program_layout() -> None:
     program = seccomp.build_program()
-    assert len(program) % 8 == 0 and 0 < len(program) // 8 <= 255
+    assert len(program) % 8 == 0 and 0 < len(program) <= select.PIPE_BUF
     assert len({nr for nr, _ in seccomp.DENIED.values()}) == len(seccomp.DENIED)
+    for name, (nr, _) in seccomp.DENIED.items():
+        assert syscalls.X86_64.get(name, nr) == nr, name
+    # No jump lands past the end: every JEQ/JA target exists.
+    count = len(program) // 8
+    for index in range(count):
+        code, jt, jf, k = struct.unpack_from("=HBBI", program, index * 8)
+        if code == seccomp.BPF_JA:
+            assert index + 1 + k < count
+        elif code & 0x07 == 0x05:
+            assert index + 1 + max(jt, jf) < count
+
+
+def test_syscall_numbers_match_the_c_headers() -> None:
+    header = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+    if not header.exists():
+        pytest.skip("no kernel headers installed")
+    known = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"#define __NR_(\w+) (\d+)", header.read_text())
+    }
+    assert {n: nr for n, nr in syscalls.X86_64.items() if known.get(n) != nr} == {}
+    assert set(syscalls.ALLOWED) == set(syscalls.X86_64)
+
+
+def test_a_syscall_off_the_allow_list_is_enosys(box: Sandbox) -> None:
+    code = LIBC + (
+        "libc.syscall.restype = ctypes.c_long\n"
+        "def errno_of(rc):\n"
+        "    return 'ok' if rc >= 0 else errno.errorcode[ctypes.get_errno()]\n"
+        "print(errno_of(libc.syscall(312, os.getpid(), os.getpid(), 0, 0, 0)))\n"  # kcmp
+        "print(errno_of(libc.syscall(239, 0, 0, 0)))\n"  # get_mempolicy
+        "print(errno_of(libc.syscall(39)))\n"  # getpid: listed
+    )
+    out = lines(box.run(code))
+    assert out[:2] == ["ENOSYS", "ENOSYS"] and out[2] == "ok"
 
 
 # --------------------------------------------------------------------------- falling back

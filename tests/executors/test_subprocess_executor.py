@@ -118,7 +118,12 @@ class Runs:
 
 
 def make_runs(tmp: Path, runner: Path, **executor_kwargs: object) -> Iterator[Runs]:
-    settings = Settings(local_runner_dir=runner, execution_dir=tmp / "exec")
+    """Runs through a fresh executor; ``sandbox="none"`` opts in to the weak sandbox."""
+    settings = Settings(
+        local_runner_dir=runner,
+        execution_dir=tmp / "exec",
+        allow_weak_sandbox=executor_kwargs.get("sandbox") == "none",
+    )
     executor = SubprocessExecutor(settings, **executor_kwargs)  # type: ignore[arg-type]
     yield Runs(executor, tmp)
     executor.close()
@@ -446,6 +451,18 @@ def test_missing_runner_names_the_build_command(tmp_path: Path) -> None:
         executor.run(RunRequest(job_id="x", code="print(1)", inputs=(), output_dir=tmp_path))
 
 
+def test_a_sandbox_without_namespaces_is_refused_without_the_opt_in(tmp_path: Path) -> None:
+    settings = Settings(local_runner_dir=runner_dir(), execution_dir=tmp_path / "exec")
+    executor = SubprocessExecutor(settings, sandbox="none")
+    readiness = executor.readiness()
+    assert not readiness.ready
+    assert "PYTHON_CODE_ALLOW_WEAK_SANDBOX=true" in readiness.detail
+    request = RunRequest(job_id="weak", code="print(1)", inputs=(), output_dir=tmp_path)
+    with pytest.raises(EngineUnavailable, match="PYTHON_CODE_ALLOW_WEAK_SANDBOX"):
+        executor.run(request)
+    assert not settings.execution_dir.exists()  # refused before anything was made
+
+
 def test_readiness_reports_isolation(runs: Runs) -> None:
     readiness = runs.executor.readiness()
     assert readiness.ready, readiness.detail
@@ -487,7 +504,8 @@ def plain_runs(shared_tmp: Path, system_venv: Path) -> Iterator[Runs]:
 
 def test_without_bwrap_rlimits_and_uid_still_contain_a_fork_bomb(plain_runs: Runs) -> None:
     assert "netns" not in plain_runs.isolation
-    assert plain_runs.isolation == (("rlimits", "uid") if IS_ROOT else ("rlimits",))
+    expected = ("rlimits", "uid") if IS_ROOT else ("rlimits",)
+    assert tuple(x for x in plain_runs.isolation if x != "cgroup") == expected
     assert plain_runs.run("print('plain')").stdout == "plain\n"
     bomb = PRINT_UID + (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
@@ -528,7 +546,9 @@ def test_without_bwrap_a_runner_under_root_is_refused(tmp_path: Path) -> None:
     dev = Path(sys.prefix)
     if not IS_ROOT or not str(Path(sys.base_prefix).resolve()).startswith("/root/"):
         pytest.skip("needs a root gateway and a runner whose base Python lives under /root")
-    settings = Settings(local_runner_dir=dev, execution_dir=tmp_path / "exec")
+    settings = Settings(
+        local_runner_dir=dev, execution_dir=tmp_path / "exec", allow_weak_sandbox=True
+    )
     readiness = SubprocessExecutor(settings, sandbox="none").readiness()
     assert not readiness.ready
     assert "unprivileged sandbox uid" in readiness.detail
@@ -541,7 +561,10 @@ from service.executors.base import RunLimits, RunRequest
 from service.executors.local.executor import SubprocessExecutor
 from service.settings import Settings
 venv, work, sandbox = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-ex = SubprocessExecutor(Settings(local_runner_dir=venv, execution_dir=work / "exec"), sandbox=sandbox)
+settings = Settings(
+    local_runner_dir=venv, execution_dir=work / "exec", allow_weak_sandbox=sandbox == "none"
+)
+ex = SubprocessExecutor(settings, sandbox=sandbox)
 bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n"
 out = []
 for code, timeout in [("import os; print(os.getuid())", 10.0), (bomb, 2.0)]:
@@ -604,6 +627,7 @@ def test_unprivileged_gateway_contains_a_fork_bomb(
 
     trivial, bomb = json.loads(out.stdout.strip().splitlines()[-1])
     assert "uid" not in trivial["isolation"]
+    assert "cgroup" not in trivial["isolation"]  # nobody cannot make cgroups: runs without
     assert ("userns" in trivial["isolation"]) == (sandbox == "auto")
     if sandbox == "none":
         assert trivial["stdout"].strip() == "65534"

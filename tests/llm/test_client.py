@@ -99,3 +99,22 @@ async def test_connection_refused(make_settings: Callable[..., Settings]) -> Non
         await llm.complete("s", "u", UsageMeter())
     assert time.perf_counter() - started < 3.0
     await llm.close()
+
+
+@pytest.mark.parametrize("failure", ["refused", "status", "garbage"])
+async def test_errors_do_not_reveal_the_endpoint(
+    failure: str, llm_server: ScriptedOpenAI, make_settings: Callable[..., Settings]
+) -> None:
+    """The message and detail reach API callers: no internal host, port or path in them."""
+    if failure == "refused":
+        base_url = f"http://127.0.0.1:{_closed_port()}/internal-llm/v1"
+    else:
+        base_url = llm_server.base_url
+        llm_server.push(Status(500) if failure == "status" else Garbage())
+    llm = build_llm(make_settings(llm_base_url=base_url, llm_max_retries=0))
+    with pytest.raises(LLMError) as info:
+        await llm.complete("s", "u", UsageMeter())
+    await llm.close()
+    shown = f"{info.value.message} {info.value.detail!r}"
+    host = base_url.split("//", 1)[1].split("/", 1)[0]
+    assert host not in shown and "127.0.0.1" not in shown and "internal-llm" not in shown

@@ -128,3 +128,10 @@ def test_csv_snippet_follows_detected_dialect() -> None:
     assert loading_snippet("plain.csv", {"delimiter": ",", "encoding": "ascii"}) == (
         "plain = pd.read_csv('plain.csv')"
     )
+
+
+def test_deeply_nested_json_is_not_json_to_us() -> None:
+    """A script's last line or a model's answer may nest deeper than the parser's stack."""
+    deep = "[" * 200_000 + "]" * 200_000
+    assert final_json_line(f"result:\n{deep}\n") == (False, None)
+    assert extract_json('{"a": ' + deep + "}") is None

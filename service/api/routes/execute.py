@@ -15,6 +15,15 @@ from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
 
 router = APIRouter(prefix="/v1", tags=["execute"])
 
+# An artifact is whatever a script wrote: never let a browser run it in our origin. It is
+# always a download (``attachment``), its type is not sniffed, and should it be rendered
+# anyway (HTML, SVG) it gets no scripts, no loads and a sandboxed, opaque origin.
+ARTIFACT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
 
 @router.post(
     "/execute",
@@ -54,4 +63,9 @@ async def artifact(job_id: str, name: str, settings: SettingsDep) -> FileRespons
     path = (root / name).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise NotFound(f"no artifact {name!r} for execution {job_id!r} (expired or never made)")
-    return FileResponse(path, filename=Path(name).name)
+    return FileResponse(
+        path,
+        filename=Path(name).name,
+        content_disposition_type="attachment",
+        headers=ARTIFACT_HEADERS,
+    )

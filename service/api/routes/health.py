@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,7 +12,18 @@ from fastapi.responses import JSONResponse
 from service.api.deps import RegistryDep, SettingsDep
 from service.environment import describe_environment
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["health"])
+
+# /readyz answers anyone who can reach the port: it names no file system path, runner
+# prefix, socket or image id. The full picture is in the log and in `python-coder doctor`.
+PUBLIC_CHECKS = ("isolation", "runtime", "engine", "image_present", "protocol")
+_PATH = re.compile(r"(?:[a-z+]+://)?(?<![\w.~-])/[^\s;,:()'\"]*")
+
+
+def _public(detail: str) -> str:
+    return _PATH.sub("<path>", detail)
 
 
 @router.get("/healthz", summary="The process is up")
@@ -21,11 +34,13 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="The default engine is reachable and its runner is present")
 async def readyz(registry: RegistryDep) -> JSONResponse:
     readiness = await registry.readiness()
+    if not readiness.ready:
+        log.warning("not ready: %s (%s)", readiness.detail, readiness.checks)
     body = {
         "ready": readiness.ready,
         "engine": readiness.engine,
-        "detail": readiness.detail,
-        "checks": readiness.checks,
+        "detail": _public(readiness.detail),
+        "checks": {k: v for k, v in readiness.checks.items() if k in PUBLIC_CHECKS},
     }
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 

@@ -63,8 +63,9 @@ from service.executors.docker.attach import (
     peer_closed,
 )
 from service.executors.docker.orphans import remove_orphans
+from service.executors.docker.seccomp_profile import runner_seccomp_profile
 from service.executors.request import encode_request
-from service.executors.results import receive_artifacts, result_from_header
+from service.executors.results import read_result_header, receive_artifacts, result_from_header
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class DockerSandbox(Sandbox):
         problem: str | None = None
         sender.start()
         try:
-            header = read_header(demux.read_stdout)
+            header = read_result_header(demux.read_stdout, request)
             # Read apart from the header: bad files after a good header are an unreadable
             # result (below), never mistaken for a runner that died of OOM before answering.
             produced = receive_artifacts(header, demux.read_stdout, request)
@@ -201,7 +202,11 @@ class DockerSandbox(Sandbox):
 
         if header is not None and problem is None and not stream_timed_out:
             result = result_from_header(
-                header, engine=self.engine, artifacts=produced, isolation=isolation
+                header,
+                engine=self.engine,
+                artifacts=produced,
+                isolation=isolation,
+                limits=request.limits,
             )
             if result.exit_code == 0:
                 return result  # the fast path: no engine API call at all
@@ -255,7 +260,11 @@ class DockerSandbox(Sandbox):
         if stream_timed_out:  # the header came, the produced files did not
             raise ExecutorError("runner stalled while sending the produced files")
         result = result_from_header(
-            header, engine=self.engine, artifacts=produced, isolation=isolation
+            header,
+            engine=self.engine,
+            artifacts=produced,
+            isolation=isolation,
+            limits=request.limits,
         )
         # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
         # the container, also when only the forked script died and the harness (PID 1)
@@ -318,6 +327,8 @@ class DockerExecutor(Executor):
             "read-only-rootfs",
             "cap-drop:ALL",
             "no-new-privileges",
+            # gVisor (runsc) takes the profile but does not apply it: its own kernel is the wall.
+            *(("seccomp",) if self.runtime != "runsc" else ()),
             "non-root",
             "pids",
             "memory",
@@ -355,7 +366,7 @@ class DockerExecutor(Executor):
         return self.client.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges", "seccomp=" + runner_seccomp_profile()],
             read_only=True,
             tmpfs={"/work": work, "/tmp": f"{mount},mode=1777,size=64m"},
             pids_limit=limits.pids,

@@ -31,6 +31,7 @@ from typing import IO, Any, Literal
 from runner_image import protocol
 from service.errors import EngineUnavailable, ExecutorError
 from service.executors.base import Executor, Readiness, RunLimits, RunRequest, RunResult, Sandbox
+from service.executors.local import cgroups
 from service.executors.local.bwrap import HARNESS_DIR, HARNESS_FILES, sandbox_command
 from service.executors.local.jobdir import JobLayout, build_matplotlib_seed, remove_tree
 from service.executors.local.probe import (
@@ -50,6 +51,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 BUILD_COMMAND = "python-coder build-runner --local"
+WEAK_SANDBOX_SETTING = "PYTHON_CODE_ALLOW_WEAK_SANDBOX"
 # The harness's own subdirectories of the execution dir start with this (swept at start).
 JOB_PREFIX = "job-"
 # The harness has its own timeout; ours fires only if it is wedged. Covers writing inputs
@@ -74,8 +76,10 @@ class LocalSandbox(Sandbox):
         nproc: int,
         tail: _Tail,
         threads: list[threading.Thread],
+        cgroup: cgroups.JobCgroup | None,
     ) -> None:
         super().__init__()
+        self.cgroup = cgroup
         self.executor = executor
         self.proc = proc
         self.layout = layout
@@ -136,6 +140,9 @@ class LocalSandbox(Sandbox):
         if reader.received is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+            if self.cgroup is not None and self.cgroup.oom_killed():
+                # The harness itself was the victim (the script had little of its own).
+                return _out_of_memory(request, RunResult(engine=self.engine, isolation=isolation))
             code = proc.returncode
             if code is not None and (code < 0 or code >= 128):
                 # Killed from inside (a script may signal the harness when no pidns
@@ -168,13 +175,18 @@ class LocalSandbox(Sandbox):
                 ),
                 isolation=isolation,
             )
-        # No cgroup OOM killer here (oom_killed stays False): RLIMIT_AS gives MemoryError.
-        return result_from_header(
+        result = result_from_header(
             reader.received.header,
             engine=self.engine,
             artifacts=reader.received.artifacts,
             isolation=isolation,
+            limits=request.limits,
         )
+        # The job cgroup's own OOM-kill counter is the authority (as the docker engine's
+        # OOMKilled): a script that outlived the loss of a subprocess still succeeded.
+        if self.cgroup is not None and self.cgroup.oom_killed() and result.exit_code != 0:
+            return _out_of_memory(request, result)
+        return result
 
     def dispose(self) -> None:
         with self._dispose_lock:
@@ -196,6 +208,8 @@ class LocalSandbox(Sandbox):
             for t in self.threads:
                 t.join(timeout=5)
         finally:
+            if self.cgroup is not None:
+                self.cgroup.close()
             if self.lease is not None:
                 kill_uid(self.lease.uid)
             remove_tree(self.layout.root)
@@ -225,6 +239,14 @@ class SubprocessExecutor(Executor):
         self._isolation: Isolation | None = None
         self._runner: RunnerInfo | None = None
         self._mpl_seed: dict[Path, Path | None] = {}
+        self._weak_logged = False
+        self._cgroups: cgroups.CgroupSupport | None = None
+
+    @property
+    def charges_inputs_to_memory(self) -> bool:  # type: ignore[override]
+        """With per-job cgroups the sandbox's tmpfs pages count against its memory limit."""
+        self.isolation_info()
+        return self._cgroups is not None
 
     # ------------------------------------------------------------------ discovery
 
@@ -248,13 +270,49 @@ class SubprocessExecutor(Executor):
         """Detect what the host allows, once; logged the first time."""
         with self._lock:
             if self._isolation is None:
-                self._isolation = detect_isolation(self._sandbox)
+                self._isolation = self._with_cgroups(detect_isolation(self._sandbox))
                 log.info(
                     "subprocess engine isolation: %s (%s)",
                     ",".join(self._isolation.labels),
                     self._isolation.detail,
                 )
             return self._isolation
+
+    def _with_cgroups(self, iso: Isolation) -> Isolation:
+        """Per-job cgroups where this process can make them (root, writable hierarchy)."""
+        if iso.as_root and not iso.bwrap and not iso.setpriv:
+            support, note = None, "no cgroups: setpriv is missing to enter them before the drop"
+        else:
+            support, note = cgroups.detect()
+        if support is None:
+            log.warning("subprocess engine runs jobs without a cgroup: %s", note)
+            return replace(iso, detail=f"{iso.detail}; no per-job cgroup ({note})")
+        self._cgroups = support
+        cgroups.sweep_stale(support)
+        return replace(iso, cgroup=True, detail=f"{iso.detail}; per-job {note}")
+
+    def weak_sandbox(self) -> str | None:
+        """Why this host's sandbox is below namespaces + seccomp and not allowed to run code
+        that way (None: strong enough, or the operator opted in)."""
+        iso = self.isolation_info()
+        if iso.bwrap and iso.seccomp:
+            return None
+        if self.settings.allow_weak_sandbox:
+            with self._lock:
+                if not self._weak_logged:
+                    self._weak_logged = True
+                    log.warning(
+                        "subprocess engine runs code WITHOUT namespaces + seccomp (%s), "
+                        "because %s=true",
+                        iso.detail,
+                        WEAK_SANDBOX_SETTING,
+                    )
+            return None
+        return (
+            "the subprocess engine refuses to run code: its sandbox lacks bubblewrap "
+            f"namespaces + seccomp ({iso.detail}); install bubblewrap, or set "
+            f"{WEAK_SANDBOX_SETTING}=true to accept the weaker sandbox"
+        )
 
     def runner(self) -> RunnerInfo:
         """Locate the runner interpreter and what must be visible for it to start."""
@@ -290,6 +348,9 @@ class SubprocessExecutor(Executor):
         iso = self.isolation_info()
         checks["isolation"] = list(iso.labels)
         checks["isolation_detail"] = iso.detail
+        weak = self.weak_sandbox()
+        if weak is not None:
+            return Readiness(False, self.name, weak, checks)
         try:
             runner = self.runner()
         except EngineUnavailable as exc:
@@ -359,6 +420,9 @@ class SubprocessExecutor(Executor):
         input_room: int = 0,
         tag: str | None = None,
     ) -> LocalSandbox:
+        weak = self.weak_sandbox()
+        if weak is not None:
+            raise EngineUnavailable(weak)
         runner = self.runner()
         iso = self.isolation_info()
         root = Path(os.path.abspath(self.settings.execution_dir))
@@ -369,7 +433,10 @@ class SubprocessExecutor(Executor):
         job_dir: Path | None = None
         program: ProgramFd | None = None
         proc: subprocess.Popen[bytes] | None = None
+        cgroup: cgroups.JobCgroup | None = None
         try:
+            if self._cgroups is not None:
+                cgroup = _job_cgroup(self._cgroups, tag or "pool", limits, input_room)
             prefix = f"{JOB_PREFIX}{_safe(tag or 'pool')}-"
             job_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
             layout = JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
@@ -390,6 +457,12 @@ class SubprocessExecutor(Executor):
                 preimport=preimport,
             )
             drop_to = uid if not iso.bwrap else None
+            if cgroup is not None:
+                if drop_to is not None and iso.setpriv:
+                    # Only root may enter the cgroup: the uid is dropped after that, by setpriv.
+                    argv = [*_setpriv(iso.setpriv, drop_to), *argv]
+                    drop_to = None
+                argv = cgroup.enter_command(argv)
             try:
                 proc = subprocess.Popen(
                     argv,
@@ -417,7 +490,9 @@ class SubprocessExecutor(Executor):
             tail = _Tail(proc.stderr)
             tail_thread = threading.Thread(target=tail.run, daemon=True)
             tail_thread.start()
-            sandbox = LocalSandbox(self, proc, layout, lease, limits, nproc, tail, [tail_thread])
+            sandbox = LocalSandbox(
+                self, proc, layout, lease, limits, nproc, tail, [tail_thread], cgroup
+            )
             try:
                 _await_ready(proc.stdout, READY_TIMEOUT_S)
             except (protocol.ProtocolError, OSError, TimeoutError) as exc:
@@ -426,9 +501,11 @@ class SubprocessExecutor(Executor):
                     f"the local runner did not report ready ({exc}); harness stderr: "
                     f"{tail.text()[-1000:] or '(empty)'}"
                 ) from exc
-            job_dir = lease = proc = None  # the sandbox owns them now
+            job_dir = lease = proc = cgroup = None  # the sandbox owns them now
             return sandbox
         finally:
+            if cgroup is not None:
+                cgroup.close()
             if proc is not None:
                 _kill_group(proc.pid)
                 proc.wait()
@@ -438,6 +515,45 @@ class SubprocessExecutor(Executor):
                 remove_tree(job_dir)
             if lease is not None:
                 lease.release()
+
+
+def _job_cgroup(
+    support: cgroups.CgroupSupport, tag: str, limits: RunLimits, input_room: int
+) -> cgroups.JobCgroup:
+    """A sandbox's cgroup: memory for the script plus room for its inputs (its tmpfs)."""
+    try:
+        return cgroups.JobCgroup.create(
+            support,
+            _safe(tag),
+            memory_bytes=limits.memory_bytes + input_room,
+            pids=limits.pids,
+            cpus=limits.cpus,
+        )
+    except OSError as exc:
+        raise ExecutorError(f"cannot create the job's cgroup: {exc}") from exc
+
+
+def _out_of_memory(request: RunRequest, result: RunResult) -> RunResult:
+    limit_mb = request.limits.memory_bytes // (1024 * 1024)
+    return replace(
+        result,
+        oom_killed=True,
+        exit_code=result.exit_code if result.exit_code is not None else -9,
+        error=f"out of memory (limit {limit_mb} MB)",
+    )
+
+
+def _setpriv(setpriv: str, uid: int) -> list[str]:
+    return [
+        setpriv,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--",
+    ]
 
 
 def _check_runs_unprivileged(python: Path) -> None:

@@ -82,6 +82,7 @@ class Isolation:
     detail: str
     sized_tmpfs: bool = False  # bwrap has --size: the sandbox's writable dirs are capped tmpfs
     seccomp: bool = False  # bwrap loads our seccomp filter (``seccomp``)
+    cgroup: bool = False  # each job runs in its own cgroup (``cgroups``)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -94,6 +95,8 @@ class Isolation:
             labels += ["netns", "mountns", "pidns", "ipcns", "utsns"]
             if self.seccomp:
                 labels.append("seccomp")
+        if self.cgroup:
+            labels.append("cgroup")
         return tuple(labels)
 
 

@@ -21,11 +21,25 @@ The program, in order:
 5. ``personality`` is allowed only for the personas Docker allows (query, Linux, 32-bit,
    uname26 and combinations); anything else (e.g. ``ADDR_NO_RANDOMIZE``,
    ``READ_IMPLIES_EXEC``) fails with ``EPERM``.
-6. The syscalls in ``DENIED`` fail with ``EPERM``; everything else is allowed.
+6. ``socket`` is allowed only for the families in ``SOCKET_FAMILIES`` (``AF_UNIX``,
+   ``AF_INET``, ``AF_INET6``); any other (vsock, packet, netlink, bluetooth, alg, ...: kernel
+   code a data script never needs, and where most socket CVEs live) fails with
+   ``EAFNOSUPPORT``, as on a kernel built without it.
+7. The syscalls in ``DENIED`` fail with ``EPERM`` (explicitly, with the reason beside each).
+8. The syscalls of the allow-list (``service.executors.syscalls.ALLOWED``, Docker's default
+   for a container without capabilities, shared with the runner's Docker profile) are
+   allowed; everything else fails with ``ENOSYS``, as on a kernel that lacks it, so a C
+   library trying a syscall newer than this list (``fchmodat2``, ``mseal``, ...) takes its
+   fallback path.
 
 Nothing here touches what Python, numpy/BLAS, pandas, matplotlib or multiprocessing (fork,
 semaphores in /dev/shm, pipes) need. Denied calls fail with an errno rather than kill, so a
 library probing for a feature (io_uring, userfaultfd, ...) takes its fallback path.
+
+Classic BPF jumps at most 255 instructions forward, so a list of syscall numbers becomes
+blocks of ``JEQ`` checks, each block ending in its own return (``_match_block``). The whole
+program stays under ``PIPE_BUF`` (it goes through a pipe in one write): about 400 of the
+512 instructions that allows.
 """
 
 from __future__ import annotations
@@ -35,6 +49,15 @@ import os
 import platform
 import select
 import struct
+
+from service.executors.syscalls import (
+    ALLOWED,
+    CLONE_NAMESPACES,
+    ENOSYS,
+    PERSONALITY_ALLOWED,
+    SOCKET_FAMILIES,
+    X86_64,
+)
 
 # seccomp_data (include/uapi/linux/seccomp.h): int nr; __u32 arch; __u64 ip; __u64 args[6].
 OFF_NR = 0
@@ -46,6 +69,7 @@ BPF_LD_W_ABS = 0x00 | 0x00 | 0x20  # BPF_LD | BPF_W | BPF_ABS
 BPF_JEQ_K = 0x05 | 0x10 | 0x00  # BPF_JMP | BPF_JEQ | BPF_K
 BPF_JGE_K = 0x05 | 0x30 | 0x00  # BPF_JMP | BPF_JGE | BPF_K
 BPF_JSET_K = 0x05 | 0x40 | 0x00  # BPF_JMP | BPF_JSET | BPF_K
+BPF_JA = 0x05 | 0x00  # BPF_JMP | BPF_JA: unconditional, 32-bit offset in k
 BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
 
 # Return actions (include/uapi/linux/seccomp.h).
@@ -56,35 +80,15 @@ SECCOMP_RET_ALLOW = 0x7FFF0000
 AUDIT_ARCH_X86_64 = 0xC000003E  # EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
 X32_SYSCALL_BIT = 0x40000000
 EPERM = 1
-ENOSYS = 38
+EAFNOSUPPORT = 97
 
-# Namespace flags of clone(2) (include/uapi/linux/sched.h); all in the low 32 bits.
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NAMESPACES = (
-    CLONE_NEWNS
-    | CLONE_NEWCGROUP
-    | CLONE_NEWUTS
-    | CLONE_NEWIPC
-    | CLONE_NEWUSER
-    | CLONE_NEWPID
-    | CLONE_NEWNET
-)
 
 # x86_64 syscall numbers, from the kernel's arch/x86/entry/syscalls/syscall_64.tbl (stable
 # ABI: numbers are never reused).
+NR_SOCKET = 41
 NR_CLONE = 56
 NR_PERSONALITY = 135
 NR_CLONE3 = 435
-
-# personality(2) arguments allowed (as Docker's default profile does): 0xffffffff queries,
-# PER_LINUX (0), PER_LINUX32 (8), UNAME26 (0x20000) and PER_LINUX32|UNAME26.
-PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 # Syscalls that fail with EPERM, and why. A job needs none of them.
 DENIED: dict[str, tuple[int, str]] = {
@@ -171,14 +175,6 @@ def build_program() -> bytes:
         _ins(BPF_JEQ_K, 0, 1, NR_CLONE3),
         _ret(SECCOMP_RET_ERRNO | ENOSYS),
     ]
-    # The tail, built backwards so each jump knows its distance: [denied checks..., ALLOW,
-    # EPERM]. A denied check at index i jumps to EPERM, (len - 1 - i - 1) entries ahead.
-    tail: list[bytes] = [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO | EPERM)]
-    checks: list[bytes] = []
-    n = len(denied)
-    for i, nr in enumerate(denied):
-        to_eperm = (n - 1 - i) + 1  # the remaining checks, then ALLOW
-        checks.append(_ins(BPF_JEQ_K, to_eperm, 0, nr))
     # clone: namespace flags -> EPERM. personality: unknown personas -> EPERM.
     #   JEQ clone ? next : +3 | LD arg0 | JSET ns ? EPERM_LOCAL : ALLOW_LOCAL
     special: list[bytes] = [
@@ -188,19 +184,49 @@ def build_program() -> bytes:
         _ret(SECCOMP_RET_ALLOW),
         _ret(SECCOMP_RET_ERRNO | EPERM),
     ]
-    allowed = PERSONALITY_ALLOWED
+    personas = PERSONALITY_ALLOWED
     personality = [
-        _ins(BPF_JEQ_K, 0, len(allowed) + 3, NR_PERSONALITY),
+        _ins(BPF_JEQ_K, 0, len(personas) + 3, NR_PERSONALITY),
         _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
     ]
-    for i, value in enumerate(allowed):
-        personality.append(_ins(BPF_JEQ_K, len(allowed) - i, 0, value))  # -> ALLOW
+    for i, value in enumerate(personas):
+        personality.append(_ins(BPF_JEQ_K, len(personas) - i, 0, value))  # -> ALLOW
     personality += [_ret(SECCOMP_RET_ERRNO | EPERM), _ret(SECCOMP_RET_ALLOW)]
-    # After the clone/personality blocks the accumulator still holds nr (they only reload it
-    # on their own branch, which always returns).
-    body = prog + special + personality + checks + tail
+    # socket: a family outside SOCKET_FAMILIES -> EAFNOSUPPORT.
+    families = SOCKET_FAMILIES
+    sockets = [
+        _ins(BPF_JEQ_K, 0, len(families) + 3, NR_SOCKET),
+        _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
+    ]
+    for i, family in enumerate(families):
+        sockets.append(_ins(BPF_JEQ_K, len(families) - i, 0, family))  # -> ALLOW
+    sockets += [_ret(SECCOMP_RET_ERRNO | EAFNOSUPPORT), _ret(SECCOMP_RET_ALLOW)]
+    # After the clone/personality/socket blocks the accumulator still holds nr (they only
+    # reload it on their own branch, which always returns).
+    denied_block = _match_block(denied, SECCOMP_RET_ERRNO | EPERM)
+    allowed = sorted({X86_64[name] for name in ALLOWED} - set(denied))
+    allowed_block = _match_block(allowed, SECCOMP_RET_ALLOW)
+    body = prog + special + personality + sockets + denied_block + allowed_block
+    body.append(_ret(SECCOMP_RET_ERRNO | ENOSYS))
     assert all(len(b) == 8 for b in body)
     return b"".join(body)
+
+
+# Checks per block: each must reach its block's return within one 8-bit jump.
+BLOCK = 200
+
+
+def _match_block(numbers: list[int], action: int) -> list[bytes]:
+    """``numbers`` (syscall numbers, the accumulator holds nr) -> return ``action``; any other
+    nr falls through past the block. One ``JEQ`` per number, in chunks of ``BLOCK``, each
+    chunk followed by ``JA +1`` (no match: skip) and ``RET action``."""
+    out: list[bytes] = []
+    for start in range(0, len(numbers), BLOCK):
+        chunk = numbers[start : start + BLOCK]
+        k = len(chunk)
+        out += [_ins(BPF_JEQ_K, k - i, 0, nr) for i, nr in enumerate(chunk)]
+        out += [_ins(BPF_JA, 0, 0, 1), _ret(action)]
+    return out
 
 
 class ProgramFd:
