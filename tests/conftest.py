@@ -17,6 +17,10 @@ from service.settings import get_settings
 
 REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
 
+# Starlette's TestClient sends "Host: testserver": allow that name like a loopback one (real
+# HTTP clients in the tests use 127.0.0.1, which is always allowed).
+os.environ.setdefault("PYTHON_CODE_ALLOWED_HOSTS", "testserver")
+
 
 @cache
 def docker_problem() -> str | None:

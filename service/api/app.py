@@ -12,8 +12,11 @@ from fastapi import FastAPI
 from files import warm_up
 from security.policy import StaticPolicy
 from service import __version__
+from service.api.access import AccessGuard
 from service.api.errors import install_error_handlers
 from service.api.routes import execute, files, generate, health
+from service.auth.exposure import check_exposure, key_store_for
+from service.auth.quotas import Quotas
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.factory import ExecutorRegistry
 from service.observability import install_observability
@@ -28,6 +31,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keys = key_store_for(settings)  # a bad key entry stops the start, naming it
+        check_exposure(settings, keys)  # no keys: loopback only, unless explicitly opted out
+        app.state.keys = keys
+        app.state.quotas = Quotas(
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
+            settings.max_concurrent_jobs_per_key,
+        )
         settings.execution_dir.mkdir(parents=True, exist_ok=True)
         await startup_cleanup(settings)  # orphan containers and job dirs of a crashed run
         registry = ExecutorRegistry(settings)
@@ -37,7 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
-        log.info("python-coder %s ready: %s", __version__, registry.describe())
+        log.info(
+            "python-coder %s ready: %s, %s",
+            __version__,
+            registry.describe(),
+            f"{len(keys.records())} API key(s)" if keys.configured else "no API keys (local)",
+        )
         try:
             yield
         finally:
@@ -52,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    # Added before observability so its request log and id wrap the refusals too.
+    app.add_middleware(AccessGuard, settings=settings)
     install_observability(app, settings)  # request ids, JSON logs, /metrics
     app.include_router(health.router)
     app.include_router(execute.router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from security.policy import StaticPolicy
+from service.auth.permissions import LOCAL_OPERATOR, Principal
 from service.errors import PolicyViolation
 from service.executors.base import Executor
 from service.models import ExecutionResponse
@@ -31,7 +32,7 @@ async def run_execution(
     settings: Settings,
     policy: StaticPolicy,
     timeout_s: float | None = None,
-    caller: str = "unknown",
+    caller: Principal = LOCAL_OPERATOR,
 ) -> ExecutionResponse:
     """Run caller-supplied code against the job's (already taken in) files."""
     started = time.perf_counter()

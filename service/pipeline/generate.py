@@ -9,6 +9,7 @@ import time
 
 from runner_image import direct_packages
 from security.policy import StaticPolicy
+from service.auth.permissions import LOCAL_OPERATOR, Principal
 from service.errors import LLMError
 from service.executors.base import Executor, RunResult
 from service.llm.client import LLMClient, UsageMeter
@@ -42,7 +43,7 @@ async def run_generation(
     *,
     policy: StaticPolicy | None = None,
     timeout_s: float | None = None,
-    caller: str = "unknown",
+    caller: Principal = LOCAL_OPERATOR,
 ) -> ExecutionResponse:
     """Generate, verify and run code for ``query`` against the job's files."""
     policy = policy or StaticPolicy()
