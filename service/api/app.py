@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from files import warm_up
 from security.policy import StaticPolicy
@@ -68,7 +69,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
-    # Added before observability so its request log and id wrap the refusals too.
+    if settings.allowed_origin_list:
+        # Browser UIs the operator allowed get CORS answers (preflights included).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    # Added after CORS and before observability: it sees every request first, inside the
+    # request log and id.
     app.add_middleware(AccessGuard, settings=settings)
     install_observability(app, settings)  # request ids, JSON logs, /metrics
     app.include_router(health.router)

@@ -99,6 +99,24 @@ def test_same_origin_loopback_and_allowed_origins_pass(
         assert response.status_code == 400, response.text
 
 
+def test_an_allowed_origin_gets_cors_answers_and_others_none(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "subprocess", allowed_origins="https://ui.example")
+    preflight = {
+        "Origin": "https://ui.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+        "Sec-Fetch-Site": "cross-site",
+    }
+    with TestClient(create_app(settings)) as client:
+        response = client.options("/v1/execute", headers=preflight)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://ui.example"
+        foreign = client.options(
+            "/v1/execute", headers={**preflight, "Origin": "https://x.example"}
+        )
+        assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
+
+
 def test_a_cross_site_link_to_a_page_still_opens(tmp_path: Path) -> None:
     navigate = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     with TestClient(create_app(make_settings(tmp_path, "subprocess"))) as client:
