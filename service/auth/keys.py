@@ -184,7 +184,9 @@ class KeyStore:
         self._lock = threading.Lock()
         self._file_stamp: tuple[int, int, int] | None = None
         self._keys = _index([self._env_records])
-        self._reload_if_changed()
+        if file is not None:  # a broken file stops the start here, naming the line
+            self._keys = _index([self._env_records, read_key_file(file)])
+            self._file_stamp = self._stamp()
 
     @property
     def configured(self) -> bool:
@@ -210,20 +212,31 @@ class KeyStore:
             return None
         return Principal(identity=f"key:{record.id}", role=record.role, key_id=record.id)
 
-    def _reload_if_changed(self) -> None:
-        """Re-read the key file when its inode, size or mtime changed (one ``stat`` call)."""
-        if self.file is None:
-            return
+    def _stamp(self) -> tuple[int, int, int] | None:
+        assert self.file is not None
         try:
             st = self.file.stat()
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
-            stamp = None
-        if stamp == self._file_stamp and self._file_stamp is not None:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _reload_if_changed(self) -> None:
+        """Re-read the key file when its inode, size or mtime changed (one ``stat`` call).
+
+        A file that breaks while the gateway runs fails closed: its keys stop working (the
+        environment's stay) until it is fixed, and the problem is logged once.
+        """
+        if self.file is None:
+            return
+        stamp = self._stamp()
+        if stamp == self._file_stamp:
             return
         with self._lock:
-            file_records = read_key_file(self.file) if stamp is not None else []
-            self._keys = _index([self._env_records, file_records])
+            try:
+                self._keys = _index([self._env_records, read_key_file(self.file)])
+            except KeyStoreError as exc:
+                log.error("API keys from the key file refused until it is fixed: %s", exc)
+                self._keys = _index([self._env_records])
             self._file_stamp = stamp
 
 

@@ -145,3 +145,17 @@ def test_bad_key_file_lines_are_named(tmp_path: Path, line: str, message: str) -
     with pytest.raises(KeyStoreError) as info:
         read_key_file(path)
     assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_a_key_file_broken_at_run_time_fails_closed(tmp_path: Path) -> None:
+    path = tmp_path / "keys.jsonl"
+    key, _ = add_key(path, Role.ADMIN)
+    env_key, _ = new_key(Role.DATA_SCIENTIST)
+    store = KeyStore(path, f"data_scientist:{env_key}")
+    assert store.authenticate(key) is not None
+    with path.open("a") as fh:
+        fh.write("{broken\n")
+    assert store.authenticate(key) is None
+    assert store.authenticate(env_key) is not None  # the environment's keys stay
+    path.write_text(path.read_text().replace("{broken\n", ""))
+    assert store.authenticate(key) is not None
