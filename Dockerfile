@@ -35,6 +35,9 @@ RUN set -eu; \
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="python-coder gateway" \
       org.opencontainers.image.description="Runs Python against uploaded files in single-use, no-network runner containers"
+# PYTHON_CODE_HOST=0.0.0.0: a container is reached through its own interfaces. Without API
+# keys the gateway then refuses to start unless PYTHON_CODE_ALLOW_UNAUTHENTICATED=true, which
+# compose.yaml sets while it publishes the port on the host's loopback only.
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \

@@ -90,7 +90,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pyc-bench-") as tmp:
         for engine in args.engines.split(","):
             settings = Settings(execution_dir=Path(tmp) / engine, engine=engine)  # type: ignore[arg-type]
-            with TestClient(create_app(settings)) as client:
+            # A loopback Host, as a real local client sends (the gateway checks Host).
+            with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
                 for name, code in SCRIPTS.items():
                     base = median_s(baseline(engine, settings, code), args.repeat)
                     executor = median_s(through_executor(engine, settings, code), args.repeat)

@@ -1,4 +1,4 @@
-"""The ``python-coder`` command: serve, build-runner, run, ask, doctor.
+"""The ``python-coder`` command: serve, build-runner, run, ask, doctor, keys.
 
 Each subcommand lives in its own module and is imported only when used, so ``--help`` and
 ``serve`` stay fast.
@@ -44,6 +44,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return doctor_command(args)
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from service.cli_keys import keys_command
+
+    return keys_command(args)
+
+
 def timeout_seconds(text: str) -> float:
     """``--timeout``: a finite number of seconds > 0 and at most the configured maximum."""
     try:
@@ -60,6 +66,17 @@ def timeout_seconds(text: str) -> float:
             f"{text}s exceeds the maximum of {maximum}s (PYTHON_CODE_MAX_TIMEOUT)"
         )
     return value
+
+
+API_KEY_HELP = "key for a gateway with --url (default: $PYTHON_CODER_API_KEY)"
+
+
+def api_key_headers(args: argparse.Namespace) -> dict[str, str]:
+    """``Authorization`` for ``--url`` calls, from ``--api-key`` or ``$PYTHON_CODER_API_KEY``."""
+    import os
+
+    key = getattr(args, "api_key", None) or os.environ.get("PYTHON_CODER_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=".", help="where to save artifacts")
     p.add_argument("--url", default=None, help="use a running gateway instead of local engines")
+    p.add_argument("--api-key", default=None, help=API_KEY_HELP)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("ask", help="generate, verify and run code for a question")
@@ -116,10 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", default=None)
     p.add_argument("--out", default=".")
     p.add_argument("--url", default=None)
+    p.add_argument("--api-key", default=None, help=API_KEY_HELP)
     p.set_defaults(func=_ask)
 
     p = sub.add_parser("doctor", help="check engine, image, LLM endpoint and limits")
     p.set_defaults(func=_doctor)
+
+    from service.auth.permissions import Role
+
+    p = sub.add_parser("keys", help="create, list and revoke API keys (stored hashed)")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    file_help = "key file (default: PYTHON_CODE_API_KEYS_FILE)"
+    k = keys.add_parser("create", help="make a key for a role; prints it once")
+    k.add_argument("--role", required=True, choices=[r.value for r in Role])
+    k.add_argument("--file", default=None, help=file_help)
+    k.add_argument(
+        "--env",
+        action="store_true",
+        help="write no file; print a hashed entry for PYTHON_CODE_API_KEYS instead",
+    )
+    k = keys.add_parser("list", help="ids, roles and creation times (never keys)")
+    k.add_argument("--file", default=None, help=file_help)
+    k = keys.add_parser("revoke", help="remove a key by id")
+    k.add_argument("id")
+    k.add_argument("--file", default=None, help=file_help)
+    p.set_defaults(func=_keys)
     return parser
 
 

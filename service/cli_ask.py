@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from files.errors import IntakeError
+from service.cli import api_key_headers
 from service.cli_run import CHUNK, make_out_dir, safe_target
 from service.errors import PythonCoderError
 from service.settings import get_settings
@@ -59,7 +60,7 @@ def _remote(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], li
     if args.context:
         data["context"] = args.context
     saved: list[Path] = []
-    with ExitStack() as stack, httpx.Client(timeout=None) as client:
+    with ExitStack() as stack, httpx.Client(timeout=None, headers=api_key_headers(args)) as client:
         files = [("files", (Path(f).name, stack.enter_context(open(f, "rb")))) for f in args.file]
         response = client.post(f"{base}/v1/generate", data=data, files=files or None)
         try:

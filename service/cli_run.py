@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
+from service.cli import api_key_headers
 from service.models import ExecutionResponse
 
 EXIT_TIMEOUT = 124
@@ -113,6 +114,7 @@ def run_remote(
     out_dir: Path,
     engine: str | None,
     timeout_s: float | None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[ExecutionResponse, list[Path]]:
     import httpx
 
@@ -123,7 +125,10 @@ def run_remote(
     if timeout_s:
         data["timeout_s"] = str(timeout_s)
     wait = (timeout_s or 600) + 60
-    with ExitStack() as stack, httpx.Client(timeout=httpx.Timeout(30, read=wait)) as client:
+    with (
+        ExitStack() as stack,
+        httpx.Client(timeout=httpx.Timeout(30, read=wait), headers=headers) as client,
+    ):
         parts = [("files", (path.name, stack.enter_context(path.open("rb")))) for path in files]
         with spinner(f"running {len(files)} file(s) on {base}"):
             response = client.post(base + "/v1/execute", data=data, files=parts or None)
@@ -201,7 +206,6 @@ def run_local(
                     settings=settings,
                     policy=StaticPolicy(),
                     timeout_s=timeout_s,
-                    caller="cli",
                 )
             saved: list[Path] = []
             for artifact in result.artifacts:
@@ -244,7 +248,9 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_NOT_RUN
     try:
         if args.url:
-            result, saved = run_remote(args.url, code, files, out_dir, args.engine, args.timeout)
+            result, saved = run_remote(
+                args.url, code, files, out_dir, args.engine, args.timeout, api_key_headers(args)
+            )
         else:
             result, saved = run_local(code, files, out_dir, args.engine, args.timeout)
     except GatewayError as exc:

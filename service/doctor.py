@@ -1,7 +1,8 @@
 """``python-coder doctor``: is this host ready to serve, and if not, what to fix.
 
 Checks the Docker engine, the runner image (present, built from the current sources), the
-local runner venv, the LLM endpoint (``GET {base}/models``), the limits, and disk space.
+local runner venv, the LLM endpoint (``GET {base}/models``), access (API keys against the bind
+address), the limits, and disk space.
 Prints one row per check (OK / WARN / FAIL) with the fix; exits 1 when anything FAILs.
 """
 
@@ -141,6 +142,26 @@ def check_llm(settings: Settings) -> Check:
     return Check(name, OK, f"{url} answers; model {settings.llm_model}")
 
 
+def check_access(settings: Settings) -> Check:
+    """API keys against the bind address: what ``serve`` would accept or refuse."""
+    from service.auth.exposure import is_loopback, key_store_for
+    from service.auth.keys import KeyStoreError
+
+    name = "access"
+    try:
+        store = key_store_for(settings)
+    except KeyStoreError as exc:
+        return Check(name, FAIL, str(exc), "fix the entry, or make keys with python-coder keys")
+    if store.configured:
+        return Check(name, OK, f"{len(store.records())} API key(s); {settings.host}")
+    if is_loopback(settings.host):
+        return Check(name, OK, f"no API keys: local operator on {settings.host} (loopback)")
+    fix = "python-coder keys create --role ROLE --file F; PYTHON_CODE_API_KEYS_FILE=F"
+    if settings.allow_unauthenticated:
+        return Check(name, WARN, f"no API keys on {settings.host} (explicit opt-out)", fix)
+    return Check(name, FAIL, f"serve refuses {settings.host} without API keys", fix)
+
+
 def _host_memory_bytes() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -229,6 +250,7 @@ def run_checks(settings: Settings) -> list[Check]:
         check_engines,
         check_pool,
         check_llm,
+        check_access,
         check_limits,
         check_disk,
     ]

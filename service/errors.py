@@ -5,6 +5,7 @@
     │   └── PayloadTooLarge         413  the request body exceeds the upload limits
     ├── Unauthorized                401  no or unknown API key
     ├── Forbidden                   403  the caller's role lacks the permission
+    ├── RateLimited                 429  the caller's key is over its rate or job quota
     ├── NotFound                    404  unknown execution or artifact
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
@@ -48,6 +49,14 @@ class Unauthorized(PythonCoderError):
 
 class Forbidden(PythonCoderError):
     pass
+
+
+class RateLimited(PythonCoderError):
+    """``retry_after_s`` goes to the ``Retry-After`` header."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, detail={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(PythonCoderError):

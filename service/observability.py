@@ -4,7 +4,8 @@
   creating several apps in one process (tests) never registers a metric twice.
 - Logs: one JSON object per line on stderr; every line a request caused carries its
   ``request_id`` (taken from a sane ``X-Request-ID`` header or made up, and sent back).
-- Audit: one JSON line per execution appended to ``settings.audit_log_path``.
+- Audit: one JSON line per execution appended to ``settings.audit_log_path``, naming the
+  authenticated caller (identity, API key id, role; never the key).
 
 The pipeline reports through the small functions below (``observe_execution``,
 ``observe_upload``, ``observe_llm``, ``track_active_container``, ``audit_execution``); it never
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from service.auth.permissions import Principal
     from service.executors.base import RunResult
     from service.executors.pool import PoolHooks
     from service.settings import Settings
@@ -451,24 +453,10 @@ def audit_log_for(settings: Settings) -> AuditLog:
         return _audit_logs.setdefault(path, AuditLog(path))
 
 
-def caller_identity(headers: Mapping[str, str], client_host: str | None) -> str:
-    """Who called: a short hash of the API key when one was sent, else the client address.
-
-    The key itself is never written anywhere.
-    """
-    key = headers.get("x-api-key") or ""
-    auth = headers.get("authorization") or ""
-    if not key and auth.lower().startswith("bearer "):
-        key = auth[7:].strip()
-    if key:
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
-    return f"addr:{client_host or 'unknown'}"
-
-
 def audit_execution(
     settings: Settings,
     *,
-    caller: str,
+    caller: Principal,
     code: str,
     input_files: Iterable[tuple[str, int]] | Iterable[str],
     engine: str,
@@ -479,7 +467,8 @@ def audit_execution(
 ) -> dict[str, Any]:
     """Append one audit line for an execution; returns the entry.
 
-    ``input_files`` holds ``(name, size)`` pairs or bare names. Failures to write are logged,
+    ``caller`` is the authenticated principal: its identity, key id and role are written,
+    never a key. ``input_files`` holds ``(name, size)`` pairs or bare names. Failures to write are logged,
     never raised: the audit trail must not turn a finished run into an error.
     """
     files: list[dict[str, Any]] = []
@@ -494,7 +483,9 @@ def audit_execution(
         "event": "execution",
         "job_id": job_id,
         "request_id": request_id_var.get(),
-        "caller": caller,
+        "caller": caller.identity,
+        "key_id": caller.key_id,
+        "role": caller.role.value,
         "code_sha256": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
         "code_bytes": len(code.encode("utf-8", "surrogatepass")),
         "input_files": files,
@@ -533,7 +524,7 @@ def standard_phases(timings: Mapping[str, float]) -> dict[str, float]:
 def record_execution(
     settings: Settings,
     *,
-    caller: str,
+    caller: Principal,
     code: str,
     input_files: Iterable[tuple[str, int]],
     engine: str,

@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.auth.keys import is_placeholder
 
 MB = 1024 * 1024
 
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
     max_repair_rounds: int = 1
 
     # --- server ----------------------------------------------------------------------------
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
     environment: Literal["development", "production"] = "development"
@@ -90,6 +92,66 @@ class Settings(BaseSettings):
         if value not in ENGINE_CHOICES:
             raise ValueError(f"unknown engine {value!r}; choose one of {', '.join(ENGINE_CHOICES)}")
         return value
+
+    # --- access (service/auth, service/api/access.py) ----------------------------------------
+    # API keys: a JSON-lines file written by `python-coder keys create`, and/or entries
+    # "<role>:<key>" or "<role>:<id>:sha256:<hex>", comma-separated. No keys: every caller is
+    # the local operator, which is allowed on a loopback address only.
+    api_keys_file: Path | None = None
+    api_keys: SecretStr | None = None
+    allow_unauthenticated: bool = False  # serve without keys on a non-loopback address
+    allowed_hosts: str = ""  # extra Host names besides loopback and the bind host; "*": any
+    allowed_origins: str = ""  # browser origins allowed to call the API (comma-separated)
+    allowed_engines: str = ""  # engines a request may name; empty: only the configured one
+    rate_limit_per_minute: float = Field(60, ge=0, description="jobs per key per minute; 0: off")
+    rate_limit_burst: int = Field(20, ge=1, description="jobs a key may send at once")
+    max_concurrent_jobs_per_key: int = Field(4, ge=0, description="running jobs per key; 0: off")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        """Production refuses the placeholder values that ``.env.example`` shows."""
+        if self.environment != "production":
+            return self
+        found = []
+        if self.llm_api_key and is_placeholder(self.llm_api_key):
+            found.append("PYTHON_CODE_LLM_API_KEY")
+        if self.api_keys and is_placeholder(self.api_keys.get_secret_value()):
+            found.append("PYTHON_CODE_API_KEYS")
+        if found:
+            raise ValueError(
+                f"placeholder secret in {' and '.join(found)} (an example value from "
+                ".env.example); set real secrets before running with "
+                "PYTHON_CODE_ENVIRONMENT=production"
+            )
+        return self
+
+    @staticmethod
+    def _names(value: str) -> list[str]:
+        return [name.strip() for name in value.split(",") if name.strip()]
+
+    @property
+    def allowed_host_names(self) -> list[str]:
+        return self._names(self.allowed_hosts)
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        return [origin.rstrip("/") for origin in self._names(self.allowed_origins)]
+
+    @field_validator("allowed_engines")
+    @classmethod
+    def _known_engines(cls, value: str) -> str:
+        from service.executors.registry import ENGINE_NAMES
+
+        unknown = [n for n in cls._names(value) if n not in ENGINE_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown engine(s) {', '.join(unknown)}; engines: {', '.join(ENGINE_NAMES)}"
+            )
+        return value
+
+    @property
+    def allowed_engine_names(self) -> list[str]:
+        return self._names(self.allowed_engines) or [self.engine]
 
     @property
     def max_memory_bytes(self) -> int:

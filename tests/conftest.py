@@ -20,6 +20,10 @@ REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
 # and the pooled API tests): a pool per test app would hold idle sandboxes all suite long.
 os.environ.setdefault("PYTHON_CODE_POOL_MAX", "0")
 
+# Starlette's TestClient sends "Host: testserver": allow that name like a loopback one (real
+# HTTP clients in the tests use 127.0.0.1, which is always allowed).
+os.environ.setdefault("PYTHON_CODE_ALLOWED_HOSTS", "testserver")
+
 
 @cache
 def docker_problem() -> str | None:

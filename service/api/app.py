@@ -9,12 +9,16 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from files import warm_up
 from security.policy import StaticPolicy
 from service import __version__
+from service.api.access import AccessGuard
 from service.api.errors import install_error_handlers
 from service.api.routes import execute, files, generate, health
+from service.auth.exposure import check_exposure, key_store_for
+from service.auth.quotas import Quotas
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.registry import ExecutorRegistry
 from service.observability import install_observability
@@ -29,6 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keys = key_store_for(settings)  # a bad key entry stops the start, naming it
+        check_exposure(settings, keys)  # no keys: loopback only, unless explicitly opted out
+        app.state.keys = keys
+        app.state.quotas = Quotas(
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
+            settings.max_concurrent_jobs_per_key,
+        )
         settings.execution_dir.mkdir(parents=True, exist_ok=True)
         registry = ExecutorRegistry(settings, pooled=True)
         registry.open_slots()
@@ -42,7 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.policy = StaticPolicy()
         # Resolving the default engine starts its warm pool.
         described = await anyio.to_thread.run_sync(registry.describe)
-        log.info("python-coder %s ready: %s", __version__, described)
+        log.info(
+            "python-coder %s ready: %s, %s",
+            __version__,
+            described,
+            f"{len(keys.records())} API key(s)" if keys.configured else "no API keys (local)",
+        )
         try:
             yield
         finally:
@@ -58,6 +75,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    if settings.allowed_origin_list:
+        # Browser UIs the operator allowed get CORS answers (preflights included).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    # Added after CORS and before observability: it sees every request first, inside the
+    # request log and id.
+    app.add_middleware(AccessGuard, settings=settings)
     install_observability(app, settings)  # request ids, JSON logs, /metrics
     app.include_router(health.router)
     app.include_router(execute.router)

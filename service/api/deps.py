@@ -14,12 +14,13 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from security.policy import StaticPolicy
+from service.auth.keys import KeyStore
 from service.auth.permissions import LOCAL_OPERATOR, Permission, Principal
-from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge
+from service.auth.quotas import Quotas
+from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge, Unauthorized
 from service.executors.base import Executor
 from service.executors.registry import ExecutorRegistry, check_engine
 from service.models import ExecuteJSONRequest, InlineFile
-from service.observability import caller_identity
 from service.pipeline.jobs import Upload
 from service.settings import Settings, get_settings
 
@@ -48,9 +49,29 @@ def get_policy(request: Request) -> StaticPolicy:
 PolicyDep = Annotated[StaticPolicy, Depends(get_policy)]
 
 
+def presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key``, if any."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, credentials = auth.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key", "").strip() or None
+
+
 def get_principal(request: Request) -> Principal:
-    """The caller. Without a key store every caller is the local operator."""
-    return LOCAL_OPERATOR
+    """The caller. Without keys configured every caller is the local operator (loopback)."""
+    store: KeyStore = request.app.state.keys
+    if not store.configured:
+        return LOCAL_OPERATOR
+    key = presented_key(request)
+    if key is None:
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        )
+    principal = store.authenticate(key)
+    if principal is None:
+        raise Unauthorized("invalid API key (unknown, revoked or malformed)")
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -67,6 +88,23 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
         return principal
 
     return check
+
+
+async def admit_job(request: Request, principal: PrincipalDep) -> AsyncIterator[Principal]:
+    """The caller's rate and concurrency quota for one job (429 with ``Retry-After``).
+
+    The local operator (no keys configured) has no quota: it is the only caller there is,
+    and ``PYTHON_CODE_MAX_CONCURRENT_RUNS`` already bounds the sandboxes.
+    """
+    if principal.key_id is None:
+        yield principal
+        return
+    quotas: Quotas = request.app.state.quotas
+    with quotas.admit(principal.identity):
+        yield principal
+
+
+AdmittedDep = Annotated[Principal, Depends(admit_job)]
 
 
 @dataclass
@@ -215,9 +253,18 @@ def float_field(fields: dict[str, Any], name: str, *, maximum: float) -> float |
     return value
 
 
-def engine_field(fields: dict[str, Any]) -> str | None:
+def engine_field(fields: dict[str, Any], allowed: list[str]) -> str | None:
+    """The engine a request names: ``auto``/none (the default) or one the operator allowed."""
     engine = fields.get("engine") or None
-    return None if engine is None else check_engine(engine)
+    if engine is None:
+        return None
+    check_engine(engine)
+    if engine not in ("auto", *allowed):
+        raise InvalidRequest(
+            f"engine {engine!r} is not allowed on this gateway (allowed: {', '.join(allowed)}; "
+            "PYTHON_CODE_ALLOWED_ENGINES)"
+        )
+    return engine
 
 
 @dataclass
@@ -228,7 +275,7 @@ class JobInput:
     uploads: list[Upload]
     executor: Executor
     timeout_s: float | None
-    caller: str
+    caller: Principal
 
     def required(self, name: str) -> str:
         value = self.fields.get(name, "")
@@ -238,9 +285,17 @@ class JobInput:
 
 
 async def job_input(
-    request: Request, settings: SettingsDep, registry: RegistryDep, policy: PolicyDep
+    request: Request,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    policy: PolicyDep,
+    caller: AdmittedDep,
 ) -> AsyncIterator[JobInput]:
-    """Parse the body once for any job endpoint; spooled uploads are closed afterwards."""
+    """Parse the body once for any job endpoint; spooled uploads are closed afterwards.
+
+    The route checks the permission first (``dependencies=[Depends(require(...))]``), so a
+    caller without it is refused before the body is read.
+    """
     if not settings.enabled:
         raise EngineUnavailable("code execution is disabled on this gateway (PYTHON_CODE_ENABLED)")
     parsed = await parse_job_request(request, settings, max_code_bytes=policy.max_code_bytes)
@@ -248,11 +303,9 @@ async def job_input(
         yield JobInput(
             fields=parsed.fields,
             uploads=parsed.uploads,
-            executor=registry.get(engine_field(parsed.fields)),
+            executor=registry.get(engine_field(parsed.fields, settings.allowed_engine_names)),
             timeout_s=float_field(parsed.fields, "timeout_s", maximum=settings.max_timeout),
-            caller=caller_identity(
-                request.headers, request.client.host if request.client else None
-            ),
+            caller=caller,
         )
     finally:
         await parsed.aclose()

@@ -20,6 +20,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (se.InvalidRequest, 400),
     (se.Unauthorized, 401),
     (se.Forbidden, 403),
+    (se.RateLimited, 429),
     (se.NotFound, 404),
     (se.PolicyViolation, 422),
     (se.VerificationFailed, 422),
@@ -67,7 +68,16 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s", exc, exc_info=exc)
     else:
         log.info("request refused (%d): %s", status, exc)
-    return JSONResponse(error_body(exc), status_code=status)
+    return JSONResponse(error_body(exc), status_code=status, headers=error_headers(exc))
+
+
+def error_headers(exc: Exception) -> dict[str, str]:
+    """What a client needs to react: how to authenticate, when to come back."""
+    if isinstance(exc, se.Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, se.RateLimited):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return {}
 
 
 async def _client_gone(request: Request, exc: Exception) -> JSONResponse:

@@ -44,6 +44,7 @@ class Principal:
 
     identity: str  # for logs, audit and quotas: "key:<id>" or "local"
     role: Role
+    key_id: str | None = None  # the API key's id; None for the local operator
 
     @property
     def permissions(self) -> frozenset[Permission]:

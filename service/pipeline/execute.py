@@ -7,6 +7,7 @@ import time
 import anyio
 
 from security.policy import StaticPolicy
+from service.auth.permissions import LOCAL_OPERATOR, Principal
 from service.errors import PolicyViolation
 from service.executors.base import Executor
 from service.models import ExecutionResponse
@@ -33,7 +34,7 @@ async def run_execution(
     settings: Settings,
     policy: StaticPolicy,
     timeout_s: float | None = None,
-    caller: str = "unknown",
+    caller: Principal = LOCAL_OPERATOR,
 ) -> ExecutionResponse:
     """Run caller-supplied code against the job's (already taken in) files."""
     started = time.perf_counter()

@@ -11,6 +11,7 @@ import anyio
 
 from runner_image import direct_packages
 from security.policy import StaticPolicy
+from service.auth.permissions import LOCAL_OPERATOR, Principal
 from service.errors import LLMError
 from service.executors.base import Executor, RunResult
 from service.llm.client import LLMClient, UsageMeter
@@ -44,7 +45,7 @@ async def run_generation(
     *,
     policy: StaticPolicy | None = None,
     timeout_s: float | None = None,
-    caller: str = "unknown",
+    caller: Principal = LOCAL_OPERATOR,
 ) -> ExecutionResponse:
     """Generate, verify and run code for ``query`` against the job's files."""
     policy = policy or StaticPolicy()

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
+from service.auth.permissions import Principal
 from service.errors import EngineUnavailable, InvalidRequest
 from service.executors.base import (
     Executor,
@@ -187,7 +188,7 @@ def failure_reason(run: RunResult) -> str | None:
 
 
 def record_job(
-    job: Job, settings: Settings, *, caller: str, code: str, engine: str, outcome: str
+    job: Job, settings: Settings, *, caller: Principal, code: str, engine: str, outcome: str
 ) -> None:
     """Metrics and the audit line for one finished (or refused) job."""
     record_execution(

@@ -24,8 +24,11 @@ def free_port() -> int:
 class GatewayProcess:
     """``python -m service.cli serve`` with settings from the environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, port: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.port = port or free_port()
+        self.host = host
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,7 +46,7 @@ class GatewayProcess:
                 "service.cli",
                 "serve",
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
             ],

@@ -2,8 +2,9 @@
 
 ``docker compose up -d --build --wait gateway`` builds the gateway image from the locally
 bootstrapped base (``BASE_IMAGE``) and the host-downloaded wheelhouse (no network inside the
-build), starts it with the Docker socket, and waits for its healthcheck. A script then runs
-over HTTP in a sibling runner container with an uploaded file and returns an artifact;
+build), starts it with the Docker socket and an API key (``PYTHON_CODE_API_KEYS``, hashed),
+and waits for its healthcheck. A script then runs over HTTP, with the key, in a sibling
+runner container with an uploaded file and returns an artifact;
 ``/metrics`` must have counted it, the JSON logs must carry the request id, the audit log
 must hold the run, and ``docker compose down`` must leave no container of ours behind.
 
@@ -28,6 +29,8 @@ import docker
 import httpx
 import pytest
 
+from service.auth.keys import new_key
+from service.auth.permissions import Role
 from service.executors.base import CONTAINER_LABEL, JOB_LABEL
 from service.settings import get_settings
 from tests.deploy.gateway import REPO, free_port
@@ -77,6 +80,8 @@ class Stack:
         self.project = f"pyc-test-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         gid = os.stat("/var/run/docker.sock").st_gid if Path("/var/run/docker.sock").exists() else 0
+        self.key, self.key_record = new_key(Role.DATA_SCIENTIST)
+        record = self.key_record
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
@@ -84,8 +89,8 @@ class Stack:
             "GATEWAY_WHEELHOUSE": WHEELHOUSE,
             "GATEWAY_IMAGE": GATEWAY_IMAGE,
             "GATEWAY_PORT": str(self.port),
-            "GATEWAY_BIND": "127.0.0.1",
             "DOCKER_GID": str(gid),
+            "PYTHON_CODE_API_KEYS": f"{record.role.value}:{record.id}:{record.hash}",
             "PYTHON_CODE_IMAGE": get_settings().image,
             "PYTHON_CODE_ENGINE": "docker",
         }
@@ -159,6 +164,8 @@ def test_compose_stack_runs_a_job_end_to_end(stack: Stack, tmp_path: Path) -> No
     csv = b"region,amount\nnorth,10\nsouth,5\nnorth,3\n"
     with httpx.Client(base_url=stack.url, timeout=180) as http:
         assert http.get("/readyz").status_code == 200
+        assert http.post("/v1/execute", data={"code": SCRIPT}).status_code == 401
+        http.headers["Authorization"] = f"Bearer {stack.key}"
         response = http.post(
             "/v1/execute",
             data={"code": SCRIPT},
@@ -204,6 +211,8 @@ def test_compose_stack_runs_a_job_end_to_end(stack: Stack, tmp_path: Path) -> No
             stack.url,
             "--out",
             str(out),
+            "--api-key",
+            stack.key,
         ],
         cwd=REPO,
         capture_output=True,
@@ -225,7 +234,14 @@ def test_compose_stack_runs_a_job_end_to_end(stack: Stack, tmp_path: Path) -> No
     [entry] = [e for e in entries if e["request_id"] == request_id]
     assert entry["engine"] == "docker" and entry["outcome"] == "success"
     assert entry["input_files"] == [{"name": "sales.csv", "size": len(csv)}]
-    assert entry["caller"].startswith("addr:")
+    key_id = stack.key_record.id
+    assert (entry["caller"], entry["key_id"], entry["role"]) == (
+        f"key:{key_id}",
+        key_id,
+        "data_scientist",
+    )
+    assert stack.key not in audit and stack.key not in logs
+    assert "SERVING WITHOUT AUTHENTICATION" not in logs
 
     job_ids = {e["job_id"] for e in entries}
     assert body["id"] in job_ids and len(job_ids) == 2  # the HTTP job and the CLI's

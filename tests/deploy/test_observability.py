@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service import observability as obs
+from service.auth.permissions import LOCAL_OPERATOR, Principal, Role
 from service.settings import Settings
 
 
@@ -133,7 +134,7 @@ def test_audit_log_one_line_per_execution(tmp_path: Path) -> None:
     code = "print('hi')\n"
     entry = obs.audit_execution(
         settings,
-        caller=obs.caller_identity({"x-api-key": "sekrit-key"}, "10.1.2.3"),
+        caller=Principal(identity="key:0123456789ab", role=Role.ML_ENGINEER, key_id="0123456789ab"),
         code=code,
         input_files=[("data.csv", 12)],
         engine="docker",
@@ -143,7 +144,7 @@ def test_audit_log_one_line_per_execution(tmp_path: Path) -> None:
     )
     obs.audit_execution(
         settings,
-        caller=obs.caller_identity({}, "127.0.0.1"),
+        caller=LOCAL_OPERATOR,
         code="1/0",
         input_files=[],
         engine="subprocess",
@@ -152,21 +153,19 @@ def test_audit_log_one_line_per_execution(tmp_path: Path) -> None:
     )
     path = settings.execution_dir / "audit.jsonl"
     raw = path.read_text()
-    assert "sekrit-key" not in raw
     lines = [json.loads(line) for line in raw.splitlines()]
     assert len(lines) == 2 and lines[0] == entry
     first = lines[0]
     assert first["code_sha256"] == hashlib.sha256(code.encode()).hexdigest()
-    assert first["caller"].startswith("key:") and len(first["caller"]) == 16
+    assert (first["caller"], first["key_id"], first["role"]) == (
+        "key:0123456789ab",
+        "0123456789ab",
+        "ml_engineer",
+    )
     assert first["input_files"] == [{"name": "data.csv", "size": 12}]
     assert (first["engine"], first["outcome"], first["duration_s"]) == ("docker", "success", 0.5)
-    assert lines[1]["caller"] == "addr:127.0.0.1" and lines[1]["outcome"] == "error"
-
-
-def test_caller_identity_prefers_a_bearer_key() -> None:
-    bearer = obs.caller_identity({"authorization": "Bearer abc"}, "1.2.3.4")
-    assert bearer == "key:" + hashlib.sha256(b"abc").hexdigest()[:12]
-    assert obs.caller_identity({}, None) == "addr:unknown"
+    assert (lines[1]["caller"], lines[1]["key_id"], lines[1]["role"]) == ("local", None, "admin")
+    assert lines[1]["outcome"] == "error"
 
 
 def test_active_runs_and_wait_for_idle() -> None:

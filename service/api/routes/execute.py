@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
-from service.api.deps import JobInputDep, PolicyDep, SettingsDep
+from service.api.deps import JobInputDep, PolicyDep, SettingsDep, require
+from service.auth.permissions import Permission
 from service.errors import NotFound
 from service.models import ExecutionResponse
 from service.pipeline.execute import run_execution
 from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
 
-router = APIRouter(prefix="/v1", tags=["execute"])
+router = APIRouter(
+    prefix="/v1", tags=["execute"], dependencies=[Depends(require(Permission.EXECUTE))]
+)
 
 # An artifact is whatever a script wrote: never let a browser run it in our origin. It is
 # always a download (``attachment``), its type is not sniffed, and should it be rendered

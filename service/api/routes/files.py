@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from service.api.deps import SettingsDep, parse_job_request
+from service.api.deps import SettingsDep, admit_job, parse_job_request, require
+from service.auth.permissions import Permission
 from service.errors import InvalidRequest
 from service.pipeline.jobs import intake_uploads, open_job
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(
+    prefix="/v1/files",
+    tags=["files"],
+    dependencies=[Depends(require(Permission.EXECUTE)), Depends(admit_job)],
+)
 
 
 @router.post("/inspect", summary="Validate uploads and return per-file metadata")

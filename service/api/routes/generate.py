@@ -7,13 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from service.api.deps import JobInputDep, PolicyDep, SettingsDep
+from service.api.deps import JobInputDep, PolicyDep, SettingsDep, require
+from service.auth.permissions import Permission
 from service.llm.client import LLMClient, build_llm
 from service.models import ExecutionResponse
 from service.pipeline.generate import run_generation
 from service.pipeline.jobs import intake_uploads, open_job
 
-router = APIRouter(prefix="/v1", tags=["generate"])
+router = APIRouter(
+    prefix="/v1", tags=["generate"], dependencies=[Depends(require(Permission.EXECUTE))]
+)
 
 
 async def llm_client(settings: SettingsDep) -> AsyncIterator[LLMClient]:

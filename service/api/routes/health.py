@@ -6,10 +6,10 @@ import logging
 import re
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from service.api.deps import RegistryDep, SettingsDep
+from service.api.deps import RegistryDep, SettingsDep, get_principal
 from service.environment import describe_environment
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,12 @@ async def readyz(registry: RegistryDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 
-@router.get("/v1/environment", summary="Python version, installed packages, engine, limits")
+@router.get(
+    "/v1/environment",
+    summary="Python version, installed packages, engine, limits",
+    # Any valid key (every role): it describes the sandbox to a caller, not to a prober.
+    dependencies=[Depends(get_principal)],
+)
 async def environment(registry: RegistryDep, settings: SettingsDep) -> dict[str, Any]:
     executor = registry.get(None)
     return await describe_environment(executor, settings)

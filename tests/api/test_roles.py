@@ -1,0 +1,118 @@
+"""The role matrix over REST: every route, every role, from ``ROLE_PERMISSIONS``.
+
+``ROUTES`` lists each protected route with the permission it needs and a request that is
+cheap once admitted (it fails validation, or finds nothing, without starting a sandbox).
+New routes add a line here; the matrix then checks them for every role.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import Depends, FastAPI
+
+from service.api.deps import PrincipalDep, require
+from service.auth.permissions import ROLE_PERMISSIONS, Permission, Role
+from tests.api.keyed import bearer, keyed_client
+
+# (method, path, permission, request keyword arguments)
+ROUTES: list[tuple[str, str, Permission, dict[str, Any]]] = [
+    ("POST", "/v1/execute", Permission.EXECUTE, {"json": {"code": ""}}),
+    ("POST", "/v1/generate", Permission.EXECUTE, {"data": {"query": "how many rows?"}}),
+    ("POST", "/v1/files/inspect", Permission.EXECUTE, {"data": {"x": "no files"}}),
+    ("GET", "/v1/executions/abc123/artifacts/out.csv", Permission.EXECUTE, {}),
+]
+OPEN = ["/healthz", "/metrics"]
+
+MATRIX = [
+    pytest.param(role, method, path, permission, kwargs, id=f"{role.value}-{method}-{path}")
+    for role in ROLE_PERMISSIONS
+    for method, path, permission, kwargs in ROUTES
+]
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    def probes(app: FastAPI) -> None:
+        # One probe route per permission: the same ``require`` the real routes use.
+        for permission in Permission:
+
+            async def probe(principal: PrincipalDep) -> dict[str, str]:
+                return {"identity": principal.identity, "role": principal.role.value}
+
+            app.add_api_route(
+                f"/probe/{permission.value}",
+                probe,
+                dependencies=[Depends(require(permission))],
+            )
+
+    with keyed_client(tmp_path_factory.mktemp("roles"), app_hook=probes) as keyed:
+        yield keyed
+
+
+@pytest.mark.parametrize(("role", "method", "path", "permission", "kwargs"), MATRIX)
+def test_route_matrix(
+    keyed: Any,
+    role: Role,
+    method: str,
+    path: str,
+    permission: Permission,
+    kwargs: dict[str, Any],
+) -> None:
+    client, keys, _ = keyed
+    response = client.request(method, path, headers=bearer(keys[role]), **kwargs)
+    if permission in ROLE_PERMISSIONS[role]:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == 403, response.text
+        assert response.json()["message"] == f"role {role.value} may not {permission.value}"
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), [(m, p, k) for m, p, _, k in ROUTES])
+def test_every_protected_route_needs_a_key(
+    keyed: Any, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    client, _, _ = keyed
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("permission", list(Permission))
+def test_permission_matrix(keyed: Any, role: Role, permission: Permission) -> None:
+    client, keys, _ = keyed
+    response = client.get(f"/probe/{permission.value}", headers=bearer(keys[role]))
+    if permission in ROLE_PERMISSIONS[role]:
+        assert response.status_code == 200, response.text
+        assert response.json()["role"] == role.value
+    else:
+        assert response.status_code == 403
+        body = response.json()
+        assert body["error"] == "Forbidden"
+        assert body["message"] == f"role {role.value} may not {permission.value}"
+
+
+def test_the_seed_table() -> None:
+    P = Permission
+    assert ROLE_PERMISSIONS[Role.DATA_SCIENTIST] == {P.EXECUTE, P.INSTALL, P.QUERY, P.READ, P.LIST}
+    assert P.WRITE not in ROLE_PERMISSIONS[Role.DATA_SCIENTIST]
+    assert P.RUN_SCRIPT in ROLE_PERMISSIONS[Role.DATA_ENGINEER]
+    assert P.INSTALL not in ROLE_PERMISSIONS[Role.DATA_ENGINEER]
+    assert P.WRITE in ROLE_PERMISSIONS[Role.ML_ENGINEER]
+    assert P.RUN_SCRIPT not in ROLE_PERMISSIONS[Role.ML_ENGINEER]
+
+
+@pytest.mark.parametrize("path", OPEN)
+def test_health_and_metrics_stay_open(keyed: Any, path: str) -> None:
+    client, _, _ = keyed
+    assert client.get(path).status_code == 200
+
+
+def test_environment_needs_any_valid_key(keyed: Any, tmp_path: Path) -> None:
+    client, keys, _ = keyed
+    assert client.get("/v1/environment").status_code == 401
+    response = client.get("/v1/environment", headers=bearer(keys[Role.DATA_SCIENTIST]))
+    assert response.status_code == 200, response.text
