@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.errors import InvalidRequest
 
 
 class Frozen(BaseModel):
@@ -92,6 +96,14 @@ class InlineFile(BaseModel):
     name: str = Field(min_length=1)
     content: str
     encoding: Literal["utf-8", "base64"] = "utf-8"
+
+    def to_bytes(self) -> bytes:
+        if self.encoding == "base64":
+            try:
+                return base64.b64decode(self.content, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidRequest(f"file {self.name!r}: content is not valid base64") from exc
+        return self.content.encode("utf-8")
 
 
 class ExecuteJSONRequest(BaseModel):

@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from files import warm_up
 from security.policy import StaticPolicy
 from service import __version__
 from service.api.errors import install_error_handlers
-from service.api.routes import execute, files, generate, health
+from service.api.routes import execute, files, generate, health, tools
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.factory import ExecutorRegistry
+from service.mcp.http import PATH as MCP_PATH
+from service.mcp.http import MCPEndpoint, mcp_lifespan
 from service.observability import install_observability
 from service.pipeline.jobs import intake_limits
 from service.settings import Settings, get_settings
@@ -37,9 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
+        app.state.settings = settings
         log.info("python-coder %s ready: %s", __version__, registry.describe())
         try:
-            yield
+            async with mcp_lifespan(app.state, settings):
+                yield
         finally:
             await shutdown(settings, sweeper)  # wait for running jobs, then kill leftovers
             registry.close()
@@ -57,4 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(execute.router)
     app.include_router(files.router)
     app.include_router(generate.router)
+    app.include_router(tools.router)
+    app.router.routes.append(Route(MCP_PATH, endpoint=MCPEndpoint()))
     return app

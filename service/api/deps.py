@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -18,7 +16,7 @@ from service.auth.permissions import LOCAL_OPERATOR, Permission, Principal
 from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge
 from service.executors.base import Executor
 from service.executors.factory import ExecutorRegistry
-from service.models import ExecuteJSONRequest, InlineFile
+from service.models import ExecuteJSONRequest
 from service.observability import caller_identity
 from service.pipeline.jobs import Upload
 from service.settings import Settings, get_settings
@@ -46,9 +44,18 @@ def get_policy(request: Request) -> StaticPolicy:
 PolicyDep = Annotated[StaticPolicy, Depends(get_policy)]
 
 
-def get_principal(request: Request) -> Principal:
-    """The caller. Without a key store every caller is the local operator."""
+def resolve_principal(headers: Mapping[str, str], state: Any) -> Principal:
+    """The one place a caller becomes a ``Principal``, for REST and MCP alike.
+
+    ``headers`` carry ``Authorization: Bearer <key>`` or ``X-API-Key``; ``state`` is the app
+    state (where a key store lives). Without a key store every caller is the local operator.
+    """
     return LOCAL_OPERATOR
+
+
+def get_principal(request: Request) -> Principal:
+    """The caller of this request."""
+    return resolve_principal(request.headers, request.app.state)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -113,15 +120,6 @@ async def _bytes_chunks(data: bytes) -> AsyncIterator[bytes]:
         yield data[start : start + UPLOAD_CHUNK]
 
 
-def _inline_bytes(item: InlineFile) -> bytes:
-    if item.encoding == "base64":
-        try:
-            return base64.b64decode(item.content, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(f"file {item.name!r}: content is not valid base64") from exc
-    return item.content.encode("utf-8")
-
-
 async def parse_job_request(request: Request, settings: Settings) -> ParsedRequest:
     """Read multipart (text fields + repeated ``files`` parts) or a JSON body."""
     limit = settings.max_total_upload_bytes + FORM_OVERHEAD
@@ -157,7 +155,7 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
             fields["timeout_s"] = str(body.timeout_s)
         if body.engine is not None:
             fields["engine"] = body.engine
-        uploads = [Upload(f.name, _bytes_chunks(_inline_bytes(f))) for f in body.files]
+        uploads = [Upload(f.name, _bytes_chunks(f.to_bytes())) for f in body.files]
         return ParsedRequest(fields=fields, uploads=uploads)
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await counted.form(max_files=10_000, max_fields=100)
