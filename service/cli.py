@@ -1,4 +1,4 @@
-"""The ``python-coder`` command: serve, build-runner, run, ask, doctor.
+"""The ``python-coder`` command: serve, build-runner, run, ask, mcp, doctor.
 
 Each subcommand lives in its own module and is imported only when used, so ``--help`` and
 ``serve`` stay fast.
@@ -40,6 +40,12 @@ def _doctor(args: argparse.Namespace) -> int:
     from service.doctor import doctor_command
 
     return doctor_command(args)
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from service.mcp.stdio import mcp_command
+
+    return mcp_command()
 
 
 def timeout_seconds(text: str) -> float:
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".")
     p.add_argument("--url", default=None)
     p.set_defaults(func=_ask)
+
+    p = sub.add_parser("mcp", help="serve the agent tools over MCP on stdin/stdout")
+    p.set_defaults(func=_mcp)
 
     p = sub.add_parser("doctor", help="check engine, image, LLM endpoint and limits")
     p.set_defaults(func=_doctor)
