@@ -125,3 +125,33 @@ class ErrorBody(Frozen):
     error: str
     message: str
     detail: Any = None
+
+
+class ToolImage(Frozen):
+    """An image a tool produced (a matplotlib PNG), base64-encoded for JSON and MCP."""
+
+    name: str
+    media_type: str = "image/png"
+    data: str = Field(description="base64 of the image bytes")
+
+    @classmethod
+    def from_bytes(cls, name: str, raw: bytes, media_type: str = "image/png") -> ToolImage:
+        return cls(name=name, media_type=media_type, data=base64.b64encode(raw).decode("ascii"))
+
+    def to_bytes(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class ToolResult(Frozen):
+    """What any tool returns, whatever the protocol: text for the model, structured data,
+    images, and whether it failed (``error`` names the failure's class)."""
+
+    text: str
+    data: dict[str, Any] | None = None
+    images: list[ToolImage] = Field(default_factory=list)
+    is_error: bool = False
+    error: str | None = None
+
+    @classmethod
+    def failure(cls, error: str, message: str, data: dict[str, Any] | None = None) -> ToolResult:
+        return cls(text=message, data=data, is_error=True, error=error)

@@ -5,13 +5,7 @@ Adapters (``service/mcp``, ``service/api/routes/tools.py``) translate their prot
 themselves.
 """
 
-from service.agent_tools.catalogue import (
-    CATALOGUE,
-    Catalogue,
-    Tool,
-    ToolContext,
-    ToolImage,
-    ToolResult,
-)
+from service.agent_tools.catalogue import CATALOGUE, Catalogue, Tool, ToolContext
+from service.models import ToolImage, ToolResult
 
 __all__ = ["CATALOGUE", "Catalogue", "Tool", "ToolContext", "ToolImage", "ToolResult"]

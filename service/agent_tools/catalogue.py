@@ -18,54 +18,20 @@ one more ``Tool(...)`` entry in ``build_catalogue``.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from files.errors import IntakeError
 from security.policy import StaticPolicy
 from service.auth.permissions import Permission, Principal
 from service.errors import NotFound, PythonCoderError
 from service.executors.factory import ExecutorRegistry
+from service.models import ToolResult
 from service.settings import Settings
-
-
-class ToolImage(BaseModel):
-    """An image a tool produced (a matplotlib PNG), base64-encoded for JSON and MCP."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    media_type: str = "image/png"
-    data: str = Field(description="base64 of the image bytes")
-
-    @classmethod
-    def from_bytes(cls, name: str, raw: bytes, media_type: str = "image/png") -> ToolImage:
-        return cls(name=name, media_type=media_type, data=base64.b64encode(raw).decode("ascii"))
-
-    def to_bytes(self) -> bytes:
-        return base64.b64decode(self.data)
-
-
-class ToolResult(BaseModel):
-    """What any tool returns, whatever the protocol: text for the model, structured data,
-    images, and whether it failed (``error`` names the failure's class)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    text: str
-    data: dict[str, Any] | None = None
-    images: list[ToolImage] = Field(default_factory=list)
-    is_error: bool = False
-    error: str | None = None
-
-    @classmethod
-    def failure(cls, error: str, message: str, data: dict[str, Any] | None = None) -> ToolResult:
-        return cls(text=message, data=data, is_error=True, error=error)
 
 
 @dataclass(frozen=True)

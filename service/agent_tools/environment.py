@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from service.agent_tools.catalogue import Tool, ToolContext, ToolResult
+from service.agent_tools.catalogue import Tool, ToolContext
 from service.auth.permissions import Permission
 from service.environment import describe_environment
+from service.models import ToolResult
 
 
 class GetEnvironmentArgs(BaseModel):

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.agent_tools.catalogue import Tool, ToolContext, ToolImage, ToolResult
+from service.agent_tools.catalogue import Tool, ToolContext
 from service.auth.permissions import Permission
 from service.errors import EngineUnavailable
 from service.llm.client import build_llm, llm_configured
-from service.models import ExecutionResponse, InlineFile
+from service.models import ExecutionResponse, InlineFile, ToolImage, ToolResult
 from service.pipeline.execute import run_execution
 from service.pipeline.generate import run_generation
 from service.pipeline.jobs import Upload, artifacts_root, intake_uploads, open_job
