@@ -13,6 +13,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from tests.agent.conftest import PLOT_CODE, SALES_CSV, Gateway, agent_settings, run_gateway
+from tests.llm.openai_server import ScriptedOpenAI
+from tests.llm.scripts import approve, fenced
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -148,3 +150,36 @@ def test_call_body_has_the_json_cap(tmp_path: Path, no_llm_env: None) -> None:
         response = call(gateway, {"name": "execute_code", "arguments": big})
         assert response.status_code == 413
         assert "PYTHON_CODE_MAX_JSON_BODY" in response.json()["message"]
+
+
+def test_generate_and_run_is_a_tool_when_a_model_is_configured(
+    tmp_path: Path, no_llm_env: None
+) -> None:
+    code = (
+        "import json\nimport pandas as pd\n"
+        "df = pd.read_csv('sales.csv')\nprint(json.dumps({'total': int(df['revenue'].sum())}))"
+    )
+    with ScriptedOpenAI() as llm_server:
+        llm_server.push(fenced(code), approve())
+        settings = agent_settings(
+            tmp_path,
+            "subprocess",
+            llm_base_url=llm_server.base_url,
+            llm_api_key="test-key",
+            llm_model="scripted-model",
+            llm_max_retries=0,
+        )
+        with run_gateway(settings) as gateway:
+            tools = tools_by_name(gateway)
+            assert "generate_and_run" in tools
+            Draft202012Validator.check_schema(tools["generate_and_run"]["parameters"])
+            arguments = {
+                "query": "total revenue",
+                "files": [{"name": "sales.csv", "content": SALES_CSV}],
+            }
+            response = call(gateway, {"name": "generate_and_run", "arguments": arguments})
+    result = response.json()
+    assert response.status_code == 200 and result["is_error"] is False, result
+    assert result["data"]["result"] == {"total": 46}
+    assert "Code:" in result["text"] and "read_csv('sales.csv')" in result["text"]
+    assert "total revenue" in llm_server.prompts()[0]
