@@ -1,4 +1,4 @@
-"""The ``python-coder`` command: serve, build-runner, run, ask, doctor, keys.
+"""The ``python-coder`` command: serve, build-runner, run, ask, mcp, doctor, keys.
 
 Each subcommand lives in its own module and is imported only when used, so ``--help`` and
 ``serve`` stay fast.
@@ -50,6 +50,12 @@ def _keys(args: argparse.Namespace) -> int:
     return keys_command(args)
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    from service.mcp.stdio import mcp_command
+
+    return mcp_command()
+
+
 def timeout_seconds(text: str) -> float:
     """``--timeout``: a finite number of seconds > 0 and at most the configured maximum."""
     try:
@@ -71,12 +77,11 @@ def timeout_seconds(text: str) -> float:
 API_KEY_HELP = "key for a gateway with --url (default: $PYTHON_CODER_API_KEY)"
 
 
-def api_key_headers(args: argparse.Namespace) -> dict[str, str]:
-    """``Authorization`` for ``--url`` calls, from ``--api-key`` or ``$PYTHON_CODER_API_KEY``."""
+def api_key_for(args: argparse.Namespace) -> str | None:
+    """The key for ``--url`` calls, from ``--api-key`` or ``$PYTHON_CODER_API_KEY``."""
     import os
 
-    key = getattr(args, "api_key", None) or os.environ.get("PYTHON_CODER_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    return getattr(args, "api_key", None) or os.environ.get("PYTHON_CODER_API_KEY") or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None)
     p.add_argument("--api-key", default=None, help=API_KEY_HELP)
     p.set_defaults(func=_ask)
+
+    p = sub.add_parser("mcp", help="serve the agent tools over MCP on stdin/stdout")
+    p.set_defaults(func=_mcp)
 
     p = sub.add_parser("doctor", help="check engine, image, LLM endpoint and limits")
     p.set_defaults(func=_doctor)

@@ -11,15 +11,15 @@ import asyncio
 import json
 import shutil
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from files.errors import IntakeError
-from service.cli import api_key_headers
-from service.cli_run import CHUNK, make_out_dir, safe_target
+from service.cli import api_key_for
+from service.cli_run import make_out_dir
+from service.client import GatewayError, safe_target
 from service.errors import PythonCoderError
 from service.settings import get_settings
 
@@ -49,49 +49,15 @@ class AskError(Exception):
     """Why ``ask`` could not finish (one line, plus the gateway's detail); exit code 2."""
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _remote(args: argparse.Namespace, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
-    base = args.url.rstrip("/")
-    data = {"query": args.query}
-    if args.context:
-        data["context"] = args.context
-    saved: list[Path] = []
-    with ExitStack() as stack, httpx.Client(timeout=None, headers=api_key_headers(args)) as client:
-        files = [("files", (Path(f).name, stack.enter_context(open(f, "rb")))) for f in args.file]
-        response = client.post(f"{base}/v1/generate", data=data, files=files or None)
-        try:
-            body = response.json()
-        except ValueError:
-            raise AskError(
-                f"HTTP {response.status_code} from {base}, not a JSON reply: "
-                + _one_line(response.text or "(empty body)")
-            ) from None
-        if not isinstance(body, dict):
-            raise AskError(f"HTTP {response.status_code}: unexpected reply {_one_line(str(body))}")
-        if response.status_code != 200:
-            detail = body.get("detail")
-            raise AskError(
-                f"HTTP {response.status_code}: {body.get('message') or detail}"
-                + (f"\n{json.dumps(detail, indent=1, default=str)[:4000]}" if detail else "")
-            )
-        for artifact in body.get("artifacts") or []:
-            target = _target(out_dir, artifact["name"])
-            with client.stream("GET", base + artifact["url"]) as download:
-                if download.status_code != 200:
-                    raise AskError(
-                        f"downloading artifact {artifact['name']!r} failed: "
-                        f"HTTP {download.status_code}"
-                    )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with target.open("wb") as fh:
-                    for chunk in download.iter_bytes(CHUNK):
-                        fh.write(chunk)
-            saved.append(target)
-    return body, saved
+    from service.client import Client
+
+    with Client(
+        args.url, api_key=api_key_for(args), timeout=httpx.Timeout(30, read=None)
+    ) as gateway:
+        result = gateway.generate(args.query, args.file, context=args.context)
+        saved = gateway.download_artifacts(result, out_dir)
+    return result.model_dump(mode="json"), saved
 
 
 def _target(out_dir: Path, name: str) -> Path:
@@ -133,6 +99,11 @@ def ask_command(args: argparse.Namespace) -> int:
         detail = getattr(exc, "detail", None)
         if detail:
             sys.stderr.write(json.dumps(detail, indent=1, default=str)[:4000] + "\n")
+        return 2
+    except GatewayError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        if exc.detail and not exc.findings:
+            sys.stderr.write(json.dumps(exc.detail, indent=1, default=str)[:4000] + "\n")
         return 2
     except AskError as exc:
         sys.stderr.write(f"error: {exc}\n")

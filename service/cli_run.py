@@ -15,13 +15,13 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
-from service.cli import api_key_headers
+from service.cli import api_key_for
+from service.client import safe_target
 from service.models import ExecutionResponse
 
 EXIT_TIMEOUT = 124
@@ -87,14 +87,6 @@ def report(result: ExecutionResponse, saved: list[Path]) -> int:
     return code
 
 
-def safe_target(out_dir: Path, name: str) -> Path:
-    """Where artifact ``name`` goes under ``out_dir``; never outside it."""
-    target = (out_dir / name).resolve()
-    if not target.is_relative_to(out_dir.resolve()):
-        raise ValueError(f"refusing artifact name {name!r}")
-    return target
-
-
 def make_out_dir(out_dir: Path) -> str | None:
     """Create ``--out``; a one-line reason when that is impossible, else None."""
     try:
@@ -114,61 +106,17 @@ def run_remote(
     out_dir: Path,
     engine: str | None,
     timeout_s: float | None,
-    headers: dict[str, str] | None = None,
+    api_key: str | None = None,
 ) -> tuple[ExecutionResponse, list[Path]]:
     import httpx
 
-    base = url.rstrip("/")
-    data: dict[str, str] = {"code": code}
-    if engine:
-        data["engine"] = engine
-    if timeout_s:
-        data["timeout_s"] = str(timeout_s)
+    from service.client import Client
+
     wait = (timeout_s or 600) + 60
-    with (
-        ExitStack() as stack,
-        httpx.Client(timeout=httpx.Timeout(30, read=wait), headers=headers) as client,
-    ):
-        parts = [("files", (path.name, stack.enter_context(path.open("rb")))) for path in files]
-        with spinner(f"running {len(files)} file(s) on {base}"):
-            response = client.post(base + "/v1/execute", data=data, files=parts or None)
-        if response.status_code >= 400:
-            raise GatewayError(response.status_code, describe_error(response))
-        result = ExecutionResponse.model_validate(response.json())
-        saved: list[Path] = []
-        for artifact in result.artifacts:
-            target = safe_target(out_dir, artifact.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with client.stream("GET", base + artifact.url) as download:
-                download.raise_for_status()
-                with target.open("wb") as fh:
-                    for chunk in download.iter_bytes(CHUNK):
-                        fh.write(chunk)
-            saved.append(target)
-    return result, saved
-
-
-class GatewayError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def describe_error(response: Any) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:500]}"
-    message = body.get("message") or body.get("detail") or body
-    detail = body.get("detail")
-    lines = [f"HTTP {response.status_code}: {message}"]
-    if isinstance(detail, dict):
-        for finding in detail.get("findings", []):
-            lines.append(
-                f"  line {finding.get('line')}: {finding.get('message')} [{finding.get('rule_id')}]"
-            )
-    return "\n".join(lines)
+    with Client(url, api_key=api_key, timeout=httpx.Timeout(30, read=wait)) as gateway:
+        with spinner(f"running {len(files)} file(s) on {gateway.base_url}"):
+            result = gateway.execute(code, files, timeout_s=timeout_s, engine=engine)
+        return result, gateway.download_artifacts(result, out_dir)
 
 
 # --- locally, through the pipeline -----------------------------------------------------------
@@ -225,6 +173,7 @@ def run_local(
 
 def run_command(args: argparse.Namespace) -> int:
     from files.errors import IntakeError
+    from service.client import GatewayError
     from service.errors import PythonCoderError
 
     script = Path(args.script)
@@ -249,21 +198,16 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         if args.url:
             result, saved = run_remote(
-                args.url, code, files, out_dir, args.engine, args.timeout, api_key_headers(args)
+                args.url, code, files, out_dir, args.engine, args.timeout, api_key_for(args)
             )
         else:
             result, saved = run_local(code, files, out_dir, args.engine, args.timeout)
     except GatewayError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
+        sys.stderr.write(f"error: {exc}\n")
         return EXIT_NOT_RUN
     except (PythonCoderError, IntakeError) as exc:
         sys.stderr.write(f"error: {_service_error_text(exc)}\n")
         return EXIT_NOT_RUN
-    except Exception as exc:
-        if _is_http_error(exc):
-            sys.stderr.write(f"error: cannot reach {args.url}: {exc}\n")
-            return EXIT_NOT_RUN
-        raise
     return report(result, saved)
 
 
@@ -277,11 +221,3 @@ def _service_error_text(exc: Exception) -> str:
                 f"  line {finding.get('line')}: {finding.get('message')} [{finding.get('rule_id')}]"
             )
     return "\n".join(lines)
-
-
-def _is_http_error(exc: Exception) -> bool:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        return False
-    return isinstance(exc, httpx.HTTPError)

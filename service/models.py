@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.errors import InvalidRequest
 
 
 class Frozen(BaseModel):
@@ -93,6 +97,14 @@ class InlineFile(BaseModel):
     content: str
     encoding: Literal["utf-8", "base64"] = "utf-8"
 
+    def to_bytes(self) -> bytes:
+        if self.encoding == "base64":
+            try:
+                return base64.b64decode(self.content, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidRequest(f"file {self.name!r}: content is not valid base64") from exc
+        return self.content.encode("utf-8")
+
 
 class ExecuteJSONRequest(BaseModel):
     """JSON body of ``/v1/execute`` (``code``) and ``/v1/generate`` (``query``, ``context``);
@@ -113,3 +125,33 @@ class ErrorBody(Frozen):
     error: str
     message: str
     detail: Any = None
+
+
+class ToolImage(Frozen):
+    """An image a tool produced (a matplotlib PNG), base64-encoded for JSON and MCP."""
+
+    name: str
+    media_type: str = "image/png"
+    data: str = Field(description="base64 of the image bytes")
+
+    @classmethod
+    def from_bytes(cls, name: str, raw: bytes, media_type: str = "image/png") -> ToolImage:
+        return cls(name=name, media_type=media_type, data=base64.b64encode(raw).decode("ascii"))
+
+    def to_bytes(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class ToolResult(Frozen):
+    """What any tool returns, whatever the protocol: text for the model, structured data,
+    images, and whether it failed (``error`` names the failure's class)."""
+
+    text: str
+    data: dict[str, Any] | None = None
+    images: list[ToolImage] = Field(default_factory=list)
+    is_error: bool = False
+    error: str | None = None
+
+    @classmethod
+    def failure(cls, error: str, message: str, data: dict[str, Any] | None = None) -> ToolResult:
+        return cls(text=message, data=data, is_error=True, error=error)

@@ -10,17 +10,20 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from files import warm_up
 from security.policy import StaticPolicy
 from service import __version__
 from service.api.access import AccessGuard
 from service.api.errors import install_error_handlers
-from service.api.routes import execute, files, generate, health
+from service.api.routes import execute, files, generate, health, tools
 from service.auth.exposure import check_exposure, key_store_for
 from service.auth.quotas import Quotas
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.registry import ExecutorRegistry
+from service.mcp.http import PATH as MCP_PATH
+from service.mcp.http import MCPEndpoint, mcp_lifespan
 from service.observability import install_observability
 from service.pipeline.jobs import intake_limits
 from service.settings import Settings, get_settings
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
+        app.state.settings = settings
         # Resolving the default engine starts its warm pool.
         described = await anyio.to_thread.run_sync(registry.describe)
         log.info(
@@ -61,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"{len(keys.records())} API key(s)" if keys.configured else "no API keys (local)",
         )
         try:
-            yield
+            async with mcp_lifespan(app.state, settings):
+                yield
         finally:
             # Drain the pool, wait for running jobs, then kill and sweep what is left.
             await shutdown(settings, registry, sweeper)
@@ -92,4 +97,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(execute.router)
     app.include_router(files.router)
     app.include_router(generate.router)
+    app.include_router(tools.router)
+    app.router.routes.append(Route(MCP_PATH, endpoint=MCPEndpoint()))
     return app

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -20,7 +18,7 @@ from service.auth.quotas import Quotas
 from service.errors import EngineUnavailable, InvalidRequest, PayloadTooLarge, Unauthorized
 from service.executors.base import Executor
 from service.executors.registry import ExecutorRegistry, check_engine
-from service.models import ExecuteJSONRequest, InlineFile
+from service.models import ExecuteJSONRequest
 from service.pipeline.jobs import Upload
 from service.settings import Settings, get_settings
 
@@ -49,21 +47,26 @@ def get_policy(request: Request) -> StaticPolicy:
 PolicyDep = Annotated[StaticPolicy, Depends(get_policy)]
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(headers: Mapping[str, str]) -> str | None:
     """The key from ``Authorization: Bearer <key>`` or ``X-API-Key``, if any."""
-    auth = request.headers.get("authorization", "")
+    auth = headers.get("authorization", "")
     scheme, _, credentials = auth.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.headers.get("x-api-key", "").strip() or None
+    return headers.get("x-api-key", "").strip() or None
 
 
-def get_principal(request: Request) -> Principal:
-    """The caller. Without keys configured every caller is the local operator (loopback)."""
-    store: KeyStore = request.app.state.keys
+def resolve_principal(headers: Mapping[str, str], state: Any) -> Principal:
+    """The one place a caller becomes a ``Principal``, for REST and MCP alike.
+
+    ``headers`` carry ``Authorization: Bearer <key>`` or ``X-API-Key``; ``state`` is the app
+    state, where the key store lives. Without keys configured every caller is the local
+    operator (which the gateway allows on loopback only).
+    """
+    store: KeyStore = state.keys
     if not store.configured:
         return LOCAL_OPERATOR
-    key = presented_key(request)
+    key = presented_key(headers)
     if key is None:
         raise Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -72,6 +75,11 @@ def get_principal(request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("invalid API key (unknown, revoked or malformed)")
     return principal
+
+
+def get_principal(request: Request) -> Principal:
+    """The caller of this request."""
+    return resolve_principal(request.headers, request.app.state)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -153,15 +161,6 @@ async def _bytes_chunks(data: bytes) -> AsyncIterator[bytes]:
         yield data[start : start + UPLOAD_CHUNK]
 
 
-def _inline_bytes(item: InlineFile) -> bytes:
-    if item.encoding == "base64":
-        try:
-            return base64.b64decode(item.content, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(f"file {item.name!r}: content is not valid base64") from exc
-    return item.content.encode("utf-8")
-
-
 async def _read_code_part(upload: UploadFile, limit: int) -> str:
     """The ``code`` file part as text, read in chunks and refused once over ``limit``."""
     data = bytearray()
@@ -216,7 +215,7 @@ async def parse_job_request(
             fields["timeout_s"] = str(body.timeout_s)
         if body.engine is not None:
             fields["engine"] = body.engine
-        uploads = [Upload(f.name, _bytes_chunks(_inline_bytes(f))) for f in body.files]
+        uploads = [Upload(f.name, _bytes_chunks(f.to_bytes())) for f in body.files]
         return ParsedRequest(fields=fields, uploads=uploads)
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await counted.form(max_files=10_000, max_fields=100)

@@ -2,7 +2,8 @@
 
 Tests queue answers (``server.push("...")``) and point the real ``openai`` client at
 ``server.base_url``. The server records every request it got. Besides plain answers it can
-be slow (``Slow``), fail (``Status(500)``) or answer garbage (``Garbage``). An empty queue
+be slow (``Slow``), fail (``Status(500)``), answer garbage (``Garbage``) or call tools
+(``ToolCalls``). An empty queue
 answers 500 with "script exhausted", so a test that asks more than it scripted fails loudly.
 """
 
@@ -35,7 +36,17 @@ class Garbage:
     content_type: str = "application/json"
 
 
-Answer = str | Slow | Status | Garbage
+@dataclass(frozen=True)
+class ToolCalls:
+    """An assistant turn that calls tools: ``ToolCalls(("execute_code", {"code": ...}), ...)``."""
+
+    calls: tuple[tuple[str, dict[str, Any]], ...]
+
+    def __init__(self, *calls: tuple[str, dict[str, Any]]) -> None:
+        object.__setattr__(self, "calls", calls)
+
+
+Answer = str | Slow | Status | Garbage | ToolCalls
 
 
 class ScriptedOpenAI:
@@ -132,8 +143,25 @@ class ScriptedOpenAI:
         return Handler
 
 
-def completion(request: dict[str, Any], content: str) -> dict[str, Any]:
+def completion(request: dict[str, Any], content: str | ToolCalls) -> dict[str, Any]:
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish_reason = "stop"
+    if isinstance(content, ToolCalls):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call_{time.monotonic_ns()}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
+                for i, (name, arguments) in enumerate(content.calls)
+            ],
+        }
+        finish_reason = "tool_calls"
+        content = json.dumps(message["tool_calls"])
     completion_tokens = len(content.split())
     return {
         "id": f"chatcmpl-{time.monotonic_ns()}",
@@ -143,8 +171,8 @@ def completion(request: dict[str, Any], content: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": finish_reason,
             }
         ],
         "usage": {

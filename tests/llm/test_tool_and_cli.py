@@ -246,10 +246,20 @@ class FakeGateway:
 
 def _generated(*names: str) -> tuple[int, str, bytes]:
     body = {
+        "id": "j",
+        "engine": "subprocess",
         "success": True,
         "code": "print(1)\n",
         "output": "1\n",
-        "artifacts": [{"name": n, "url": f"/v1/executions/j/artifacts/{n}"} for n in names],
+        "artifacts": [
+            {
+                "name": n,
+                "size": 1,
+                "media_type": "text/csv",
+                "url": f"/v1/executions/j/artifacts/{n}",
+            }
+            for n in names
+        ],
     }
     return 200, "application/json", json.dumps(body).encode()
 

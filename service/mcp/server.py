@@ -1,0 +1,77 @@
+"""One MCP server for both transports: list the catalogue, call a tool, translate results.
+
+Every failure comes back as a tool result with ``isError`` and a message (the model sees it
+and can react), never as a protocol error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import mcp.types as types
+from mcp.server import Server, ServerRequestContext
+
+from files.errors import IntakeError
+from service import __version__
+from service.agent_tools import Catalogue, Tool, ToolContext, ToolResult
+from service.errors import PythonCoderError
+
+log = logging.getLogger(__name__)
+
+# How a transport turns an MCP request into the caller and the app's objects.
+ContextOf = Callable[[ServerRequestContext[Any, Any]], ToolContext]
+
+INSTRUCTIONS = (
+    "python-coder runs Python in isolated sandboxes without network. Use execute_code to run "
+    "code against files you pass inline; plots saved as PNG come back as images. "
+    "get_environment lists the installed packages and limits."
+)
+
+
+def mcp_tool(tool: Tool) -> types.Tool:
+    return types.Tool(
+        name=tool.name, description=tool.description, input_schema=tool.input_schema()
+    )
+
+
+def call_result(result: ToolResult) -> types.CallToolResult:
+    content: list[types.ContentBlock] = [types.TextContent(text=result.text)]
+    content += [types.ImageContent(data=i.data, mime_type=i.media_type) for i in result.images]
+    return types.CallToolResult(
+        content=content, structured_content=result.data, is_error=result.is_error
+    )
+
+
+def build_server(catalogue: Catalogue, context_of: ContextOf) -> Server[Any]:
+    async def list_tools(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(
+            tools=[mcp_tool(tool) for tool in catalogue.tools_for(context_of(ctx))]
+        )
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        try:
+            result = await catalogue.call(params.name, params.arguments, context_of(ctx))
+        except PythonCoderError as exc:  # unknown tool, missing permission, no key
+            result = ToolResult.failure(type(exc).__name__, exc.message)
+        except IntakeError as exc:
+            result = ToolResult.failure(type(exc).__name__, str(exc))
+        except Exception as exc:  # our bug: logged in full, the model gets a short reason
+            log.exception("MCP tool %s failed", params.name)
+            result = ToolResult.failure(
+                "InternalError", f"{params.name} failed inside the gateway ({type(exc).__name__})"
+            )
+        return call_result(result)
+
+    return Server(
+        "python-coder",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
