@@ -13,12 +13,13 @@ from files import warm_up
 from security.policy import StaticPolicy
 from service import __version__
 from service.api.errors import install_error_handlers
-from service.api.routes import execute, files, generate, health
+from service.api.routes import data, execute, files, generate, health
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
 from service.executors.factory import ExecutorRegistry
 from service.observability import install_observability
 from service.pipeline.jobs import intake_limits
 from service.settings import Settings, get_settings
+from service.tools.registry import DataTools
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
+        # Databases (a sample SQLite one when none is configured) and storage roots.
+        app.state.data_tools = DataTools.from_settings(settings)
         log.info("python-coder %s ready: %s", __version__, registry.describe())
         try:
             yield
         finally:
             await shutdown(settings, sweeper)  # wait for running jobs, then kill leftovers
             registry.close()
+            app.state.data_tools.close()
 
     app = FastAPI(
         title="python-coder",
@@ -57,4 +61,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(execute.router)
     app.include_router(files.router)
     app.include_router(generate.router)
+    app.include_router(data.router)
     return app

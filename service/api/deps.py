@@ -22,6 +22,7 @@ from service.models import ExecuteJSONRequest, InlineFile
 from service.observability import caller_identity
 from service.pipeline.jobs import Upload
 from service.settings import Settings, get_settings
+from service.tools.registry import DataTools
 
 UPLOAD_CHUNK = 1024 * 1024
 # Room for multipart boundaries and text fields on top of the file bytes themselves.
@@ -73,6 +74,7 @@ class ParsedRequest:
 
     fields: dict[str, str]
     uploads: list[Upload] = field(default_factory=list)
+    stage: list[str] = field(default_factory=list)  # stored files to copy in (pipeline/staging)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -158,7 +160,7 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
         if body.engine is not None:
             fields["engine"] = body.engine
         uploads = [Upload(f.name, _bytes_chunks(_inline_bytes(f))) for f in body.files]
-        return ParsedRequest(fields=fields, uploads=uploads)
+        return ParsedRequest(fields=fields, uploads=uploads, stage=list(body.stage))
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await counted.form(max_files=10_000, max_fields=100)
         parsed = ParsedRequest(fields={}, _closers=[form.close])
@@ -175,6 +177,8 @@ async def parse_job_request(request: Request, settings: Settings) -> ParsedReque
                         ) from exc
                 else:
                     parsed.uploads.append(Upload(value.filename or key, _upload_chunks(value)))
+            elif key == "stage":  # repeatable
+                parsed.stage.append(value)
             else:
                 parsed.fields[key] = value
         return parsed
@@ -213,6 +217,7 @@ class JobInput:
     executor: Executor
     timeout_s: float | None
     caller: str
+    stage: list[str] = field(default_factory=list)
 
     def required(self, name: str) -> str:
         value = self.fields.get(name, "")
@@ -237,9 +242,18 @@ async def job_input(
             caller=caller_identity(
                 request.headers, request.client.host if request.client else None
             ),
+            stage=parsed.stage,
         )
     finally:
         await parsed.aclose()
 
 
 JobInputDep = Annotated[JobInput, Depends(job_input)]
+
+
+def get_data_tools(request: Request) -> DataTools:
+    tools: DataTools = request.app.state.data_tools
+    return tools
+
+
+DataToolsDep = Annotated[DataTools, Depends(get_data_tools)]
