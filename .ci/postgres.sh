@@ -15,12 +15,13 @@ if ! command -v pg_createcluster >/dev/null 2>&1; then
 fi
 VERSION=$(ls /usr/lib/postgresql | sort -n | tail -1)
 
-if ! pg_lsclusters -h | awk '{print $1"/"$2}' | grep -qx "$VERSION/$CLUSTER"; then
+cluster_state() { pg_lsclusters -h | awk -v v="$VERSION" -v c="$CLUSTER" '$1==v && $2==c {print $4}'; }
+if [ -z "$(cluster_state)" ]; then
   as_root pg_createcluster "$VERSION" "$CLUSTER" -p "$PORT" >/dev/null
   echo "listen_addresses = '127.0.0.1'" \
     | as_root tee "/etc/postgresql/$VERSION/$CLUSTER/conf.d/loopback.conf" >/dev/null
 fi
-if ! pg_lsclusters -h | awk -v c="$CLUSTER" '$2==c {print $4}' | grep -qx online; then
+if [ "$(cluster_state)" != online ]; then
   as_root pg_ctlcluster "$VERSION" "$CLUSTER" start
 fi
 

@@ -99,6 +99,7 @@ def test_guard_refuses_writes_early(attack: str, backend: Backend, tools: DataTo
     _after_attempt(backend, tools, before)
 
 
+@pytest.mark.postgres
 def test_postgres_read_only_role_reads_and_cannot_write(
     postgres_backend: Backend, tools_for: object
 ) -> None:
