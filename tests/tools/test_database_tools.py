@@ -7,6 +7,7 @@ import json
 import math
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +188,17 @@ def test_guard_accepts_ordinary_reads() -> None:
         "select 1 -- a comment; with a semicolon",
     ):
         assert check_query(sql, "postgres").sql == sql
+
+
+def test_saved_results_expire_with_the_artifacts(tools: DataTools) -> None:
+    import time
+
+    from service.cleanup import sweep_expired
+
+    saved = execute_query(tools, ExecuteQueryArgs(query="SELECT 1 AS x", save_as_parquet=True))
+    assert saved.stored_as is not None
+    sweep_expired(tools.settings)
+    assert Path(saved.stored_as).exists()  # young: kept
+    later = time.time() + tools.settings.artifact_retention_s + 1
+    sweep_expired(tools.settings, now=later)
+    assert not Path(saved.stored_as).exists()
