@@ -2,7 +2,7 @@
 # A PostgreSQL server for the database-tool tests: Debian's postgresql package, a cluster
 # "pycoder" on 127.0.0.1:55432, a database owned by a writer role (the tests build their tables
 # with it) and a least-privilege read-only role (docs/data-tools.md). Idempotent and quick when
-# everything is there. Prints the two export lines for the tests on stdout.
+# everything is there. Prints the export lines for the tests on stdout.
 set -euo pipefail
 PORT=${PYCODER_PG_PORT:-55432}
 CLUSTER=pycoder
@@ -31,6 +31,8 @@ SELECT 'CREATE ROLE pycoder_owner LOGIN PASSWORD ''pycoder_owner'''
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pycoder_owner') \gexec
 SELECT 'CREATE ROLE pycoder_reader LOGIN PASSWORD ''pycoder_reader'''
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pycoder_reader') \gexec
+SELECT 'CREATE ROLE pycoder_super LOGIN SUPERUSER PASSWORD ''pycoder_super'''
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pycoder_super') \gexec
 SELECT 'CREATE DATABASE pycoder_test OWNER pycoder_owner'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pycoder_test') \gexec
 SQL
@@ -50,3 +52,5 @@ SQL
 
 echo "export PYTHON_CODE_TEST_POSTGRES_URL=postgresql+psycopg://pycoder_owner:pycoder_owner@127.0.0.1:$PORT/pycoder_test"
 echo "export PYTHON_CODE_TEST_POSTGRES_READER_URL=postgresql+psycopg://pycoder_reader:pycoder_reader@127.0.0.1:$PORT/pycoder_test"
+# A superuser, only to show that the gateway refuses such logins (loopback test cluster).
+echo "export PYTHON_CODE_TEST_POSTGRES_SUPERUSER_URL=postgresql+psycopg://pycoder_super:pycoder_super@127.0.0.1:$PORT/pycoder_test"
