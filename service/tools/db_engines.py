@@ -237,8 +237,11 @@ def make_database(name: str, url: str, settings: Settings) -> Database:
 class Databases:
     """The configured databases by name; built once in the app lifespan."""
 
-    def __init__(self, databases: dict[str, Database]) -> None:
+    def __init__(
+        self, databases: dict[str, Database], broken: dict[str, str] | None = None
+    ) -> None:
         self._databases = databases
+        self._broken = broken or {}  # name -> why it could not be set up
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Databases:
@@ -248,22 +251,26 @@ class Databases:
         if not urls:
             urls[DEFAULT] = f"sqlite:///{ensure_sample_database(settings.execution_dir)}"
         built: dict[str, Database] = {}
-        try:
-            for name, url in urls.items():
+        broken: dict[str, str] = {}
+        for name, url in urls.items():
+            # A misconfigured database makes its tools answer 503 with the reason; the rest of
+            # the gateway (and the other databases) keep working.
+            try:
                 built[name] = make_database(name, url, settings)
-        except BaseException:
-            for db in built.values():
-                db.engine.dispose()
-            raise
-        return cls(built)
+            except (InvalidRequest, DatabaseUnavailable) as exc:
+                log.error("database %r is not usable: %s", name, exc.message)
+                broken[name] = exc.message
+        return cls(built, broken)
 
     @property
     def names(self) -> list[str]:
-        return list(self._databases)
+        return [*self._databases, *self._broken]
 
     def get(self, name: str | None) -> Database:
         if name is None:
-            name = DEFAULT if DEFAULT in self._databases else next(iter(self._databases))
+            name = DEFAULT if DEFAULT in self.names else self.names[0]
+        if name in self._broken:
+            raise DatabaseUnavailable(f"database {name!r} is not usable: {self._broken[name]}")
         try:
             return self._databases[name]
         except KeyError:

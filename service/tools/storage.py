@@ -12,6 +12,7 @@ import binascii
 import codecs
 import fnmatch
 import io
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -39,6 +40,8 @@ from service.tools.models import (
 )
 from service.tools.s3 import S3Store, is_s3
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from service.tools.registry import DataTools
 
@@ -48,9 +51,11 @@ class Storage:
 
     def __init__(self, settings: Settings) -> None:
         self.max_bytes = settings.storage_max_bytes
-        for root in settings.storage_roots:
-            root.mkdir(parents=True, exist_ok=True)
-        settings.query_results_dir.mkdir(parents=True, exist_ok=True)
+        for root in [*settings.storage_roots, settings.query_results_dir]:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # the tools answer 404/403 for it; the gateway still starts
+                log.warning("storage root %s is not usable: %s", root, exc)
         self.writable = StorageRoots(settings.storage_roots)
         self.readable = StorageRoots([*settings.storage_roots, settings.query_results_dir])
         self.s3 = S3Store(settings.s3_buckets, self.max_bytes)

@@ -79,3 +79,14 @@ def test_superuser_login_is_refused(
             timeout_s=5,
             max_rows=1,
         )
+
+
+def test_a_broken_database_answers_503_and_the_others_work(
+    backend: Backend, tools_for: Callable[..., DataTools]
+) -> None:
+    tools = tools_for(databases={"good": backend.url, "bad": "sqlite:////nonexistent/x.db"})
+    assert sorted(tools.databases.names) == ["bad", "good"]
+    with pytest.raises(DatabaseUnavailable, match=r"'bad' is not usable: .*does not exist"):
+        execute_query(tools, ExecuteQueryArgs(query="SELECT 1", database="bad"))
+    result = execute_query(tools, ExecuteQueryArgs(query="SELECT 1 AS x", database="good"))
+    assert result.rows == [[1]]
