@@ -84,6 +84,28 @@ def test_errors_name_the_problem(
     assert needle in json.dumps(response.json())
 
 
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("not json", "JSON decode error"),
+        ('{"query": 5}', "query: Input should be a valid string"),
+        ('{"query": "SELECT 1", "secret": "do-not-echo"}', "secret: Extra inputs"),
+        ("{}", "query: Field required"),
+    ],
+)
+def test_malformed_arguments_are_400_without_echo(
+    client: TestClient, body: str, needle: str
+) -> None:
+    response = client.post(
+        "/v1/db/query", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert needle in response.json()["message"]
+    assert "do-not-echo" not in response.text
+    bad_n = client.get("/v1/db/tables/orders/sample", params={"n": "abc"})
+    assert bad_n.status_code == 400 and "n: Input should be a valid integer" in bad_n.text
+
+
 def test_recursive_cte_times_out_with_504(client: TestClient) -> None:
     endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
     response = client.post("/v1/db/query", json={"query": endless, "timeout": 0.5})
