@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ class StorageRoots:
                 _require_regular(existing, located)
                 if not overwrite:
                     raise PathRefused(f"{str(located.path)!r} exists and overwrite is false")
-            partial = f".{name}.{os.getpid()}.partial"
+            partial = f".{name}.{uuid.uuid4().hex[:12]}.partial"
             fd = os.open(
                 partial,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
