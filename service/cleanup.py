@@ -3,8 +3,8 @@
 - ``startup_cleanup``: a crashed gateway leaves sandboxes (runner containers, local job
   dirs) and job scratch dirs; each engine sweeps its own (``Executor.sweep_orphans``) and the
   scratch dirs go, before the pool starts and the first request is served.
-- ``ArtifactSweeper``: produced files are served for ``artifact_retention_s``; a background
-  task deletes older ones every ``cleanup_interval_s``.
+- ``ArtifactSweeper``: produced files (and saved query results) are served for
+  ``artifact_retention_s``; a background task deletes older ones every ``cleanup_interval_s``.
 - ``shutdown``: drain the warm pools, wait up to ``shutdown_grace_s`` for running scripts,
   then cancel them (``Executor.cancel``) and kill stray process groups, so that a stop never
   leaks a sandbox.
@@ -111,6 +111,8 @@ def sweep_expired(settings: Settings, now: float | None = None) -> CleanupReport
     jobs, artifacts = _dirs(settings)
     retention = float(settings.artifact_retention_s)
     report.artifact_dirs = remove_older_than(artifacts, retention, now=now)
+    # Query results saved as Parquet (service/tools) are kept as long as artifacts.
+    report.artifact_dirs += remove_older_than(settings.query_results_dir, retention, now=now)
     # A scratch dir lives as long as its job: one older than the longest possible job (and
     # the retention) belongs to a job that is gone.
     scratch_age = max(retention, float(settings.max_timeout) * 2 + 60)

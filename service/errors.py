@@ -6,7 +6,13 @@
     ├── Unauthorized                401  no or unknown API key
     ├── Forbidden                   403  the caller's role lacks the permission
     ├── RateLimited                 429  the caller's key is over its rate or job quota
-    ├── NotFound                    404  unknown execution or artifact
+    ├── NotFound                    404  unknown execution, artifact, database, table or file
+    ├── PathNotAllowed              403  a storage path outside the roots, a symlink, a device
+    ├── QueryRejected               422  the SQL guard refused the statement (not read-only)
+    ├── QueryFailed                 422  the database refused or failed the query (its message)
+    ├── QueryTimeout                504  the query ran past its timeout and was cancelled
+    ├── DatabaseUnavailable         503  the database cannot be reached or its pool is exhausted
+    ├── StorageUnavailable          502  the object store failed or refused our credentials
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
     ├── EngineUnavailable           503  no engine can run code now
@@ -60,6 +66,30 @@ class RateLimited(PythonCoderError):
 
 
 class NotFound(PythonCoderError):
+    pass
+
+
+class PathNotAllowed(PythonCoderError):
+    pass
+
+
+class QueryRejected(PythonCoderError):
+    pass
+
+
+class QueryFailed(PythonCoderError):
+    """``detail`` may hold the database's SQLSTATE."""
+
+
+class QueryTimeout(PythonCoderError):
+    pass
+
+
+class DatabaseUnavailable(PythonCoderError):
+    pass
+
+
+class StorageUnavailable(PythonCoderError):
     pass
 
 

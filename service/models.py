@@ -117,6 +117,11 @@ class ExecuteJSONRequest(BaseModel):
     query: str | None = None
     context: str | None = None
     files: list[InlineFile] = Field(default_factory=list)
+    stage: list[str] = Field(
+        default_factory=list,
+        description="stored files to copy in: paths under the storage roots, s3://bucket/key, "
+        "or a query result's stored_as",
+    )
     timeout_s: float | None = Field(default=None, gt=0)
     engine: str | None = None
 

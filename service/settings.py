@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.auth.keys import is_placeholder
 
@@ -68,6 +68,31 @@ class Settings(BaseSettings):
     audit_log_path: Path | None = None
     cleanup_interval_s: int = Field(default=60, ge=1, description="how often expired artifacts go")
     shutdown_grace_s: float = Field(default=20.0, ge=0, description="wait for running jobs on stop")
+
+    # --- data tools: read-only SQL (service/tools/database.py) ----------------------------
+    # One URL (the seed's DATABASE_URL) becomes the database named "default"; more databases
+    # as a JSON object of name -> URL. Neither set: a sample SQLite database is made on start.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("PYTHON_CODE_DATABASE_URL", "DATABASE_URL")
+    )
+    databases: dict[str, str] = Field(default_factory=dict)
+    query_timeout: float = Field(30.0, gt=0, le=3600, description="default query timeout, s")
+    query_max_timeout: float = Field(300.0, gt=0, le=3600)
+    query_max_rows: int = Field(10_000, ge=1, description="row cap per query (truncated after)")
+    db_pool_size: int = Field(4, ge=1, description="connections per database")
+    db_pool_timeout: float = Field(10.0, gt=0, description="wait for a free connection, s")
+    # Connecting as a PostgreSQL superuser would let COPY ... TO PROGRAM through.
+    db_allow_superuser: bool = False
+
+    # --- data tools: file storage (service/tools/storage.py) ---------------------------------
+    # Comma-separated local directories the storage tools may touch (or a JSON list).
+    storage_roots: Annotated[list[Path], NoDecode] = [Path("/tmp/agent-data")]
+    storage_max_file_size: int = Field(100, ge=1, description="largest file read or written, MB")
+    storage_max_read_chars: int = Field(1_000_000, ge=1, description="read_file text cap")
+    storage_max_list: int = Field(10_000, ge=1, description="entries one list_files returns")
+    # Buckets the S3 tools may use (comma-separated); empty: S3 is off. Endpoint and
+    # credentials come from the standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+    s3_buckets: Annotated[list[str], NoDecode] = []
 
     # --- LLM ---------------------------------------------------------------------------------
     llm_base_url: str | None = None
@@ -152,6 +177,27 @@ class Settings(BaseSettings):
     @property
     def allowed_engine_names(self) -> list[str]:
         return self._names(self.allowed_engines) or [self.engine]
+
+    @field_validator("storage_roots", "s3_buckets", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def storage_max_bytes(self) -> int:
+        return self.storage_max_file_size * MB
+
+    @property
+    def query_results_dir(self) -> Path:
+        """Query results saved as Parquet; readable by the storage tools and staging."""
+        return self.execution_dir / "query-results"
 
     @property
     def max_memory_bytes(self) -> int:

@@ -17,7 +17,7 @@ from security.policy import StaticPolicy
 from service import __version__
 from service.api.access import AccessGuard
 from service.api.errors import install_error_handlers
-from service.api.routes import execute, files, generate, health, tools
+from service.api.routes import data, execute, files, generate, health, tools
 from service.auth.exposure import check_exposure, key_store_for
 from service.auth.quotas import Quotas
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
@@ -27,6 +27,7 @@ from service.mcp.http import MCPEndpoint, mcp_lifespan
 from service.observability import install_observability
 from service.pipeline.jobs import intake_limits
 from service.settings import Settings, get_settings
+from service.tools.registry import DataTools
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.executors = registry
         app.state.policy = StaticPolicy()
         app.state.settings = settings
+        # Databases (a sample SQLite one when none is configured) and storage roots.
+        app.state.data_tools = DataTools.from_settings(settings)
         # Resolving the default engine starts its warm pool.
         described = await anyio.to_thread.run_sync(registry.describe)
         log.info(
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Drain the pool, wait for running jobs, then kill and sweep what is left.
             await shutdown(settings, registry, sweeper)
             await anyio.to_thread.run_sync(registry.close)
+            app.state.data_tools.close()
 
     app = FastAPI(
         title="python-coder",
@@ -99,4 +103,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(generate.router)
     app.include_router(tools.router)
     app.router.routes.append(Route(MCP_PATH, endpoint=MCPEndpoint()))
+    app.include_router(data.router)
     return app

@@ -21,6 +21,7 @@ from service.executors.registry import ExecutorRegistry, check_engine
 from service.models import ExecuteJSONRequest
 from service.pipeline.jobs import Upload
 from service.settings import Settings, get_settings
+from service.tools.registry import DataTools
 
 UPLOAD_CHUNK = 1024 * 1024
 # Room for multipart boundaries and text fields on top of the file bytes themselves.
@@ -121,6 +122,7 @@ class ParsedRequest:
 
     fields: dict[str, str]
     uploads: list[Upload] = field(default_factory=list)
+    stage: list[str] = field(default_factory=list)  # stored files to copy in (pipeline/staging)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -216,7 +218,7 @@ async def parse_job_request(
         if body.engine is not None:
             fields["engine"] = body.engine
         uploads = [Upload(f.name, _bytes_chunks(f.to_bytes())) for f in body.files]
-        return ParsedRequest(fields=fields, uploads=uploads)
+        return ParsedRequest(fields=fields, uploads=uploads, stage=list(body.stage))
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await counted.form(max_files=10_000, max_fields=100)
         parsed = ParsedRequest(fields={}, _closers=[form.close])
@@ -230,6 +232,8 @@ async def parse_job_request(
                         raise
                 else:
                     parsed.uploads.append(Upload(value.filename or key, _upload_chunks(value)))
+            elif key == "stage":  # repeatable
+                parsed.stage.append(value)
             else:
                 parsed.fields[key] = value
         return parsed
@@ -275,6 +279,7 @@ class JobInput:
     executor: Executor
     timeout_s: float | None
     caller: Principal
+    stage: list[str] = field(default_factory=list)
 
     def required(self, name: str) -> str:
         value = self.fields.get(name, "")
@@ -305,9 +310,18 @@ async def job_input(
             executor=registry.get(engine_field(parsed.fields, settings.allowed_engine_names)),
             timeout_s=float_field(parsed.fields, "timeout_s", maximum=settings.max_timeout),
             caller=caller,
+            stage=parsed.stage,
         )
     finally:
         await parsed.aclose()
 
 
 JobInputDep = Annotated[JobInput, Depends(job_input)]
+
+
+def get_data_tools(request: Request) -> DataTools:
+    tools: DataTools = request.app.state.data_tools
+    return tools
+
+
+DataToolsDep = Annotated[DataTools, Depends(get_data_tools)]

@@ -406,3 +406,19 @@ def test_csv_average_by_department_in_docker(
     body = response.json()
     assert body["engine"] == "docker" and body["success"] is True, body
     assert body["result"] == {"HR": 60000.0, "IT": 100000.0, "Sales": 60000.0}
+
+
+def test_stored_file_staged_by_name(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    root = tmp_path / "agent-data"
+    root.mkdir()
+    employees_csv(root / "employees.csv")
+    llm_server.push(fenced(CSV_CODE), approve())
+    response = api(storage_roots=[root]).post(
+        "/v1/generate",
+        json={"query": "average salary by department", "stage": [str(root / "employees.csv")]},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"HR": 60000.0, "IT": 100000.0, "Sales": 60000.0}
+    assert "department" in llm_server.prompts()[0]  # the staged file's metadata reached it

@@ -7,12 +7,20 @@ from pathlib import Path
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
-from service.api.deps import JobInputDep, PolicyDep, SettingsDep, require
+from service.api.deps import (
+    DataToolsDep,
+    JobInputDep,
+    PolicyDep,
+    PrincipalDep,
+    SettingsDep,
+    require,
+)
 from service.auth.permissions import Permission
 from service.errors import NotFound
 from service.models import ExecutionResponse
 from service.pipeline.execute import run_execution
 from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
+from service.pipeline.staging import stage_uploads
 
 router = APIRouter(
     prefix="/v1", tags=["execute"], dependencies=[Depends(require(Permission.EXECUTE))]
@@ -33,17 +41,24 @@ ARTIFACT_HEADERS = {
     response_model=ExecutionResponse,
     summary="Run Python code against uploaded files in a fresh sandbox",
     description=(
-        "multipart/form-data (`code`, `files` repeatable, `timeout_s`, `engine`) or JSON "
-        "(`code`, `files` inline, `timeout_s`, `engine`). 422 when the static policy refuses "
-        "the code; a script that fails is a 200 with `success: false`."
+        "multipart/form-data (`code`, `files` repeatable, `stage` repeatable, `timeout_s`, "
+        "`engine`) or JSON (`code`, `files` inline, `stage`, `timeout_s`, `engine`). `stage` "
+        "copies stored files (storage paths, s3://bucket/key, a query's stored_as) in by name. "
+        "422 when the static policy refuses the code; a script that fails is a 200 with "
+        "`success: false`."
     ),
 )
 async def execute(
-    job_in: JobInputDep, settings: SettingsDep, policy: PolicyDep
+    job_in: JobInputDep,
+    settings: SettingsDep,
+    policy: PolicyDep,
+    principal: PrincipalDep,
+    data_tools: DataToolsDep,
 ) -> ExecutionResponse:
     code = job_in.required("code")
+    staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
     async with open_job(settings) as job:
-        await intake_uploads(job, job_in.uploads, settings)
+        await intake_uploads(job, [*job_in.uploads, *staged], settings)
         return await run_execution(
             job,
             code,

@@ -7,12 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from service.api.deps import JobInputDep, PolicyDep, SettingsDep, require
+from service.api.deps import (
+    DataToolsDep,
+    JobInputDep,
+    PolicyDep,
+    PrincipalDep,
+    SettingsDep,
+    require,
+)
 from service.auth.permissions import Permission
 from service.llm.client import LLMClient, build_llm
 from service.models import ExecutionResponse
 from service.pipeline.generate import run_generation
 from service.pipeline.jobs import intake_uploads, open_job
+from service.pipeline.staging import stage_uploads
 
 router = APIRouter(
     prefix="/v1", tags=["generate"], dependencies=[Depends(require(Permission.EXECUTE))]
@@ -34,7 +42,7 @@ async def llm_client(settings: SettingsDep) -> AsyncIterator[LLMClient]:
     summary="Generate Python for a question, verify and fix it, run it against uploaded files",
     description=(
         "multipart/form-data: `query` (required), `context` (optional), `files` (repeatable), "
-        "`engine`, `timeout_s`. 503 when no LLM is configured, 422 when verification fails."
+        "`stage` (repeatable: stored files to copy in), `engine`, `timeout_s`. 503 when no LLM is configured, 422 when verification fails."
     ),
 )
 async def generate(
@@ -42,10 +50,13 @@ async def generate(
     job_in: JobInputDep,
     settings: SettingsDep,
     policy: PolicyDep,
+    principal: PrincipalDep,
+    data_tools: DataToolsDep,
 ) -> ExecutionResponse:
     query = job_in.required("query").strip()
+    staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
     async with open_job(settings) as job:
-        await intake_uploads(job, job_in.uploads, settings)
+        await intake_uploads(job, [*job_in.uploads, *staged], settings)
         return await run_generation(
             query,
             job_in.fields.get("context") or None,
