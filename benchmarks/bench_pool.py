@@ -65,7 +65,14 @@ def free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, engine: str, tmp: Path, runtime: str | None, pool: tuple[int, int]):
+    def __init__(
+        self,
+        engine: str,
+        tmp: Path,
+        runtime: str | None,
+        pool: tuple[int, int],
+        preimport: str | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -78,6 +85,8 @@ class Gateway:
         }
         if runtime:
             env["PYTHON_CODE_DOCKER_RUNTIME"] = runtime
+        if preimport is not None:
+            env["PYTHON_CODE_POOL_PREIMPORT"] = preimport
         self.log = (tmp / f"gateway-{engine}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
@@ -153,7 +162,7 @@ def cold_baseline(engine: str, runtime: str | None, code: str, repeat: int) -> l
     if engine == "docker":
         argv = docker_run_argv(settings, runtime, code)
     else:
-        argv = [str(settings.local_runner_python), "-c", code]
+        argv = [os.path.abspath(settings.local_runner_python), "-c", code]
     samples = []
     subprocess.run(argv, check=True, capture_output=True)  # warm the page cache
     for _ in range(repeat):
@@ -286,7 +295,9 @@ def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> 
     label = engine if not runtime else f"{engine}+{runtime}"
     report: dict[str, Any] = {"engine": label, "latency": {}}
     with tempfile.TemporaryDirectory(prefix="pyc-bench-") as tmp:
-        gateway = Gateway(engine, Path(tmp), runtime, (args.pool_min, args.pool_max))
+        gateway = Gateway(
+            engine, Path(tmp), runtime, (args.pool_min, args.pool_max), args.preimport
+        )
         try:
             gateway.wait_healthy()
             report["pool_fill_s"] = round(gateway.wait_pool(args.pool_min), 2)
@@ -345,6 +356,7 @@ def main() -> int:
     parser.add_argument("--rss-runs", type=int, default=0)
     parser.add_argument("--pool-min", type=int, default=2)
     parser.add_argument("--pool-max", type=int, default=6)
+    parser.add_argument("--preimport", default=None, help="PYTHON_CODE_POOL_PREIMPORT")
     args = parser.parse_args()
     runs: list[tuple[str, str | None]] = [(e, None) for e in args.engines.split(",") if e]
     runs += [("docker", r) for r in args.runtime]

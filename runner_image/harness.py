@@ -730,6 +730,12 @@ def main(argv: list[str]) -> int:
     _set_dumpable(False)
     _become_subreaper()
     imported = preimport()
+    if imported:
+        # The pre-imported modules' objects go to a permanent generation: the script's
+        # collections then never touch (and copy-on-write) the pages it shares with us.
+        import gc
+
+        gc.freeze()
     if os.environ.get("PYC_HELLO") == "1":
         try:
             _write_all(result_fd, encode_header({"ready": True, "preimported": imported}))

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # and matplotlib imported; 0 for pool_max turns it off.
     pool_min: int = Field(2, ge=0, description="pooled sandboxes kept waiting at least")
     pool_max: int = Field(6, ge=0, description="pooled sandboxes at most (0: no pool)")
+    pool_preimport: str = Field(
+        "numpy,pandas,matplotlib,matplotlib.pyplot",
+        description="modules a pooled sandbox imports before its request (comma-separated)",
+    )
     pool_input_room_mb: int = Field(
         64, ge=0, description="inputs a pooled docker sandbox takes; larger ones run cold"
     )

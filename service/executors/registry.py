@@ -157,6 +157,7 @@ class ExecutorRegistry:
             minimum=self.settings.pool_min,
             maximum=self.settings.pool_max,
             input_room=self.settings.pool_input_room_mb * 1024 * 1024,
+            preimport=self.settings.pool_preimport,
         )
         self._pools[executor.name] = pool
         executor.pool = pool

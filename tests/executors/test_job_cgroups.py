@@ -192,7 +192,8 @@ def test_stale_empty_cgroups_are_swept_live_ones_stay(support: cgroups.CgroupSup
     busy = cgroups.JobCgroup.create(support, "t-busy", memory_bytes=64 * MB, pids=4, cpus=1.0)
     proc = subprocess.Popen(busy.enter_command(["sleep", "60"]), start_new_session=True)
     try:
-        while not busy.pids():
+        # Entered into every hierarchy (the shell joins them one after the other).
+        while not all(str(proc.pid) in f.read_text().split() for f in busy.procs_files):
             time.sleep(0.01)
         cgroups.sweep_stale(support)  # both are new: neither goes
         assert all(d.exists() for d in [*stale.dirs.values(), *busy.dirs.values()])

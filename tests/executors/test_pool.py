@@ -243,25 +243,30 @@ def test_a_pool_hit_makes_no_engine_api_call(
 
 @pytest.mark.docker
 def test_a_request_with_other_limits_gets_its_own_cold_container(
-    tmp_path: Path, make_request: MakeRequest
+    tmp_path: Path, make_request: MakeRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     executor = build_executor("docker", tmp_path)
     pool = make_pool(executor, minimum=1, maximum=1)
+    limits: list[int] = []  # the memory limit the engine gave each container we remove
+    real_remove = executor.remove  # type: ignore[attr-defined]
+
+    def remove(container_id: str) -> None:
+        inspected = executor.client.inspect_container(container_id)  # type: ignore[attr-defined]
+        limits.append(int(inspected["HostConfig"]["Memory"]))
+        real_remove(container_id)
+
+    monkeypatch.setattr(executor, "remove", remove)
     try:
         wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
-        code = (
-            "from pathlib import Path\n"
-            "v1 = Path('/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
-            "v2 = Path('/sys/fs/cgroup/memory.max')\n"
-            "print((v1 if v1.exists() else v2).read_text().strip())"
-        )
-        result = executor.run(make_request(code, memory_bytes=300 * MB))
-        assert result.success, result
-        assert int(result.stdout) == 300 * MB  # no inputs: exactly the requested limit
+        cold = executor.run(make_request("print('cold')", memory_bytes=300 * MB))
+        assert cold.success, cold
+        assert limits == [300 * MB]  # no inputs: exactly the requested limit
         assert pool.stats.misses == {"shape": 1} and pool.stats.hits == 0
-        pooled = executor.run(make_request(code))
-        assert int(pooled.stdout) == RunLimits().memory_bytes + 8 * MB  # + the input room
+        warm = executor.run(make_request("print('warm')"))
+        assert warm.success, warm
         assert pool.stats.hits == 1
+        wait_for(lambda: len(limits) == 2, what="the pooled sandbox's disposal")
+        assert limits[1] == RunLimits().memory_bytes + 8 * MB  # + the pool's input room
     finally:
         executor.pool = None
         pool.close()
@@ -310,7 +315,7 @@ def test_pool_settings_shape_the_registry_pool(tmp_path: Path) -> None:
         assert executor.pool is not None
         snap = executor.pool.snapshot()
         assert (snap["min"], snap["max"]) == (1, 3)
-        assert executor.pool.preimport == POOL_PREIMPORT
+        assert executor.pool.preimport == settings.pool_preimport == POOL_PREIMPORT
     finally:
         registry.close()
     assert executor.pool is None

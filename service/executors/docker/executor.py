@@ -126,7 +126,6 @@ class DockerSandbox(Sandbox):
         self.limits = limits
         self.input_bytes = input_room
         self.phases = phases
-        self._deadline = 0.0
         self._disposed = False
 
     def alive(self) -> bool:
@@ -200,6 +199,7 @@ class DockerSandbox(Sandbox):
             log.info("sending the request to %s stopped: %s", request.job_id, sender.error)
         self.phases.run = time.monotonic() - mark
 
+        result: RunResult | None = None
         if header is not None and problem is None and not stream_timed_out:
             result = result_from_header(
                 header,
@@ -257,15 +257,8 @@ class DockerSandbox(Sandbox):
             )
         if problem is not None:
             raise ExecutorError(f"runner result unreadable: {problem}")
-        if stream_timed_out:  # the header came, the produced files did not
+        if stream_timed_out or result is None:  # the header came, the produced files did not
             raise ExecutorError("runner stalled while sending the produced files")
-        result = result_from_header(
-            header,
-            engine=self.engine,
-            artifacts=produced,
-            isolation=isolation,
-            limits=request.limits,
-        )
         # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
         # the container, also when only the forked script died and the harness (PID 1)
         # answered: that flag is the authority, the harness's SIGKILL report only a hint.

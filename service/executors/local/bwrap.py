@@ -92,18 +92,7 @@ def sandbox_command(
     inner = [*prlimit, *python, harness, work]
     if not iso.bwrap:
         return inner, env, work
-    drop: list[str] = []
-    if uid is not None and iso.setpriv:
-        drop = [
-            iso.setpriv,
-            f"--reuid={uid}",
-            f"--regid={uid}",
-            "--clear-groups",
-            "--no-new-privs",
-            "--bounding-set=-all",
-            "--inh-caps=-all",
-            "--",
-        ]
+    drop = setpriv_args(iso.setpriv, uid) if uid is not None and iso.setpriv else []
     bwrap = _bwrap_args(runner, layout, limits, seed, iso)
     if iso.seccomp:
         if seccomp_fd is None:
@@ -193,3 +182,17 @@ def _parents(path: Path, made: set[str]) -> list[str]:
         made.add(key)
         args += ["--perms", "0755", "--dir", key]
     return args
+
+
+def setpriv_args(setpriv: str, uid: int) -> list[str]:
+    """``setpriv`` dropping to ``uid`` with no groups, capabilities or new privileges."""
+    return [
+        setpriv,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--",
+    ]

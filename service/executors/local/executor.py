@@ -32,7 +32,12 @@ from runner_image import protocol
 from service.errors import EngineUnavailable, ExecutorError
 from service.executors.base import Executor, Readiness, RunLimits, RunRequest, RunResult, Sandbox
 from service.executors.local import cgroups
-from service.executors.local.bwrap import HARNESS_DIR, HARNESS_FILES, sandbox_command
+from service.executors.local.bwrap import (
+    HARNESS_DIR,
+    HARNESS_FILES,
+    sandbox_command,
+    setpriv_args,
+)
 from service.executors.local.jobdir import JobLayout, build_matplotlib_seed, remove_tree
 from service.executors.local.probe import (
     AS_HEADROOM_BYTES,
@@ -460,7 +465,7 @@ class SubprocessExecutor(Executor):
             if cgroup is not None:
                 if drop_to is not None and iso.setpriv:
                     # Only root may enter the cgroup: the uid is dropped after that, by setpriv.
-                    argv = [*_setpriv(iso.setpriv, drop_to), *argv]
+                    argv = [*setpriv_args(iso.setpriv, drop_to), *argv]
                     drop_to = None
                 argv = cgroup.enter_command(argv)
             try:
@@ -541,19 +546,6 @@ def _out_of_memory(request: RunRequest, result: RunResult) -> RunResult:
         exit_code=result.exit_code if result.exit_code is not None else -9,
         error=f"out of memory (limit {limit_mb} MB)",
     )
-
-
-def _setpriv(setpriv: str, uid: int) -> list[str]:
-    return [
-        setpriv,
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
-        "--no-new-privs",
-        "--bounding-set=-all",
-        "--inh-caps=-all",
-        "--",
-    ]
 
 
 def _check_runs_unprivileged(python: Path) -> None:
