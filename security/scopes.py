@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from security.rules import REROOT_MODULES
+from security.rules import PRIVATE_MODULE_ALIASES, REROOT_MODULES
 
 ScopeKind = Literal["module", "function", "class", "comprehension"]
 Position = tuple[int, int]
@@ -96,11 +96,19 @@ class Scope:
 
 
 def normalize(qual: str) -> str:
-    """Re-root ``shutil.os.system`` at ``os.system`` (modules re-export what they import)."""
+    """Re-root ``shutil.os.system`` at ``os.system`` (modules re-export what they import).
+
+    Private aliases re-root too: ``random._os.system`` is ``os.system``.
+    """
+    if "." not in qual:
+        return qual
     parts = qual.split(".")
     for i in range(len(parts) - 1, 0, -1):
-        if parts[i] in REROOT_MODULES:
+        part = parts[i]
+        if part in REROOT_MODULES:
             return ".".join(parts[i:])
+        if part in PRIVATE_MODULE_ALIASES:
+            return ".".join([PRIVATE_MODULE_ALIASES[part], *parts[i + 1 :]])
     return qual
 
 
