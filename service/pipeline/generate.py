@@ -5,6 +5,7 @@ Read top to bottom, this is the whole story of a generated job; each step is one
 
 from __future__ import annotations
 
+import logging
 import time
 
 from runner_image import direct_packages
@@ -21,6 +22,19 @@ from service.observability import outcome_of
 from service.pipeline.jobs import Job, build_response, failure_reason, record_job, run_code
 from service.pipeline.verify_loop import is_blocking, static_issues, verify_and_modify
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _audit_warnings(job: Job, issues: list[Issue]) -> None:
+    """Policy findings the code runs with (PYTHON_CODE_POLICY=audit): warned and logged."""
+    for issue in issues:
+        job.warnings.append(f"policy audit: line {issue.line}: {issue.message} [{issue.rule_id}]")
+    if issues:
+        log.warning(
+            "policy audit: running generated code the static policy would refuse: %s",
+            "; ".join(f"{i.rule_id} at line {i.line}" for i in issues),
+        )
 
 
 def runtime_issue(run: RunResult) -> Issue:
@@ -58,6 +72,7 @@ async def run_generation(
     )
     job.timings.update(loop.timings())
     history, modifications, code = list(loop.history), list(loop.modifications), loop.code
+    _audit_warnings(job, loop.audited)
     if loop.partial:
         job.warnings.append(
             "ran with unresolved minor issues (PYTHON_CODE_ALLOW_PARTIAL_EXECUTION): "
@@ -76,6 +91,9 @@ async def run_generation(
             job.warnings.append(f"no repair attempted: {exc.message}")
             break
         blocking = [i for i in static_issues(fix.code, policy) if is_blocking(i)]
+        if settings.policy == "audit":
+            _audit_warnings(job, [i for i in blocking if i.source == "policy"])
+            blocking = [i for i in blocking if i.source != "policy"]
         iteration = len(history) + 1
         if blocking:  # the repair itself must pass the static policy; never run it otherwise
             history.append(

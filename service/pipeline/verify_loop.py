@@ -14,6 +14,12 @@ change list and possibly overrides ("this is a false positive, because ...").
   findings never block, as in ``/v1/execute``); otherwise ``VerificationFailed`` carries the
   remaining issues and the history.
 
+Policy mode ``audit`` (``PYTHON_CODE_POLICY``): the policy still reviews every round and its
+findings still go back to the model while rounds remain, because fixing them is cheap and the
+code gets better; but findings that remain at the end do not refuse the job. They are returned
+in ``LoopOutcome.audited`` and the pipeline runs the code with them as warnings. Syntax errors
+and the LLM reviewer's issues block as in ``enforce``.
+
 Model time is metered separately, so each round's own overhead (policy, prompt building,
 parsing) is known: ``LoopOutcome.overhead_s``.
 """
@@ -94,6 +100,7 @@ class LoopOutcome:
     iterations: int  # verify -> modify rounds that ended in a modification
     remaining: list[Issue]  # issues the code runs with (partial execution), else []
     partial: bool = False
+    audited: list[Issue] = field(default_factory=list)  # policy findings run anyway (audit)
     overhead_s: list[float] = field(default_factory=list)  # per verification round, no model
     policy_s: float = 0.0
     model_s: float = 0.0
@@ -215,6 +222,9 @@ async def verify_and_modify(
             # Minor static findings never block a run (the policy's own rule, as in /execute);
             # the model was asked about them while rounds remained.
             blocking = [i for i in blocking if not (i.source == "policy" and i.severity == "minor")]
+            if settings.policy == "audit":
+                out.audited = [i for i in blocking if i.source == "policy"]
+                blocking = [i for i in blocking if i.source != "policy"]
         if not blocking or final:
             partial = bool(blocking) and settings.allow_partial_execution and partial_ok(blocking)
             action: Action = "approved" if not blocking else "partial" if partial else "rejected"

@@ -406,3 +406,32 @@ def test_csv_average_by_department_in_docker(
     body = response.json()
     assert body["engine"] == "docker" and body["success"] is True, body
     assert body["result"] == {"HR": 60000.0, "IT": 100000.0, "Sales": 60000.0}
+
+
+# --- PYTHON_CODE_POLICY=audit -----------------------------------------------------------------
+
+AUDITED_CODE = "import json, random\nprint(json.dumps({'sep': random._os.sep}))\n"
+
+
+def test_audit_mode_runs_generated_code_with_policy_findings_as_warnings(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI
+) -> None:
+    # the finding still goes back to the model once; the model keeps the code; it runs
+    llm_server.push(fenced(AUDITED_CODE), modification(AUDITED_CODE, "kept: trusted sandbox"))
+    response = post(api(policy="audit"), "print the path separator")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] and body["result"] == {"sep": "/"}, body
+    assert any(
+        w.startswith("policy audit:") and "private-module-attribute" in w for w in body["warnings"]
+    ), body["warnings"]
+    assert body["verification_history"][0]["action"] == "modified"
+
+
+def test_enforce_mode_refuses_the_same_generated_code(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI
+) -> None:
+    llm_server.push(fenced(AUDITED_CODE), modification(AUDITED_CODE, "kept"))
+    response = post(api(), "print the path separator")
+    assert response.status_code == 422, response.text
+    assert "private-module-attribute" in response.text
