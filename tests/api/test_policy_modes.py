@@ -62,9 +62,7 @@ def test_bypass_is_refused_with_422_and_findings(enforcing: TestClient, name: st
 
 
 AUDITED = (
-    "import random\n"
-    "print('cwd-known', bool(random._os.getcwd()))\n"
-    "print('{:.1f}'.format(1.25))\n"
+    "import random\nprint('cwd-known', bool(random._os.getcwd()))\nprint('{:.1f}'.format(1.25))\n"
 )
 
 
