@@ -435,3 +435,23 @@ def test_enforce_mode_refuses_the_same_generated_code(
     response = post(api(), "print the path separator")
     assert response.status_code == 422, response.text
     assert "private-module-attribute" in response.text
+
+
+def test_fenced_code_beside_a_json_object_without_code_is_used(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI
+) -> None:
+    # a model that answers the modification with the script fenced and the changes as JSON
+    changes = json.dumps({"changes": ["iterative loop instead of recursion"], "overrides": []})
+    both = f"{fenced(FIB_ITERATIVE)}\nChanges:\n```json\n{changes}\n```\n"
+    llm_server.push(
+        fenced(FIB_RECURSIVE),
+        review(False, issue("exponential recursion", line=4)),
+        both,
+        approve(),
+    )
+    response = post(api(), "Calculate the Fibonacci sequence up to 100 using Python")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["code"].strip() == FIB_ITERATIVE.strip()
+    assert body["result"] == [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89]
+    assert body["modifications"] == ["iteration 1: iterative loop instead of recursion"]
