@@ -455,3 +455,45 @@ def test_fenced_code_beside_a_json_object_without_code_is_used(
     assert body["code"].strip() == FIB_ITERATIVE.strip()
     assert body["result"] == [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89]
     assert body["modifications"] == ["iteration 1: iterative loop instead of recursion"]
+
+
+# --- failed generations leave metrics and an audit line ---------------------------------------
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "exec" / "audit.jsonl"  # the execution dir of make_settings
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def executions_metric(client: TestClient, outcome: str) -> float:
+    text = client.get("/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("python_coder_executions_total{") and f'outcome="{outcome}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_failed_generation_leaves_an_audit_entry_and_a_metric(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    client = api()
+    failed_before = executions_metric(client, "failed")
+    llm_server.push(Garbage())  # the model answers nonsense: 502, nothing ran
+    assert client.post("/v1/generate", data={"query": "anything"}).status_code == 502
+    entries = audit_lines(tmp_path)
+    assert [e["outcome"] for e in entries] == ["failed"], entries
+    assert entries[0]["event"] == "execution" and entries[0]["code_bytes"] == 0
+    assert executions_metric(client, "failed") == failed_before + 1
+
+
+def test_refused_generation_is_audited_as_rejected_with_its_code(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    code = "import subprocess\nsubprocess.run(['id'])\n"
+    llm_server.push(fenced(code), modification(code, "kept"))
+    client = api()
+    assert post(client, "run id").status_code == 422
+    (entry,) = audit_lines(tmp_path)
+    assert entry["outcome"] == "rejected"
+    assert entry["code_bytes"] == len(code.encode())
