@@ -411,21 +411,3 @@ def test_concurrent_runs_do_not_mix(executor: DockerExecutor, make_request: Make
         (artifact,) = result.artifacts
         assert artifact.path.read_text() == str(i)
         assert artifact.path.parent == requests[i].output_dir
-
-
-@pytest.mark.docker
-def test_a_container_can_import_pandas_before_its_request(make_request: MakeRequest) -> None:
-    # What a warm pool builds on: the harness imports the heavy modules, then waits on stdin.
-    warm = DockerExecutor(get_settings())
-    warm.preimport = "numpy,pandas"
-    try:
-        result = warm.run(make_request("import sys\nprint('pandas' in sys.modules)"))
-    finally:
-        warm.close()
-    assert result.success and result.stdout == "True\n", result
-    cold = DockerExecutor(get_settings())
-    try:
-        result = cold.run(make_request("import sys\nprint('pandas' in sys.modules)"))
-    finally:
-        cold.close()
-    assert result.stdout == "False\n", result
