@@ -2,6 +2,8 @@
 
 Tests marked ``docker`` need a reachable engine and the runner image. Without them they are
 skipped with the reason, unless ``REQUIRE_DOCKER=1`` (CI), where they fail instead.
+Subprocess-engine tests that find no bubblewrap sandbox or no runner venv skip the same way,
+unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from functools import cache
+from typing import NoReturn
 
 import pytest
 
@@ -16,6 +19,14 @@ from service.executors.base import CONTAINER_LABEL
 from service.settings import get_settings
 
 REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
+REQUIRE_SUBPROCESS_ENGINE = os.environ.get("REQUIRE_SUBPROCESS_ENGINE") == "1"
+
+
+def subprocess_engine_missing(reason: str) -> NoReturn:
+    """Skip a test the subprocess engine cannot run here; fail instead when CI requires it."""
+    if REQUIRE_SUBPROCESS_ENGINE:
+        pytest.fail(f"REQUIRE_SUBPROCESS_ENGINE=1 but {reason}")
+    pytest.skip(reason)
 
 
 @cache

@@ -29,6 +29,7 @@ from service.executors.sandbox import UID_BASE, UID_COUNT
 from service.executors.subprocess import BUILD_COMMAND, SubprocessExecutor
 from service.runner_build import LOCAL_STAMP
 from service.settings import Settings
+from tests.conftest import REQUIRE_SUBPROCESS_ENGINE, subprocess_engine_missing
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -41,8 +42,8 @@ def runner_dir() -> Path:
     default = Settings().local_runner_dir
     if (default / "bin" / "python").exists() and (default / LOCAL_STAMP).exists():
         return default.absolute()
-    if sys.prefix == sys.base_prefix:
-        pytest.skip(f"no runner venv: run `{BUILD_COMMAND}`")
+    if REQUIRE_SUBPROCESS_ENGINE or sys.prefix == sys.base_prefix:
+        subprocess_engine_missing(f"no runner venv: run `{BUILD_COMMAND}`")
     return Path(sys.prefix)
 
 
@@ -181,7 +182,7 @@ def test_heavy_data_stack_fits_the_default_memory_limit(runs: Runs) -> None:
     wanted = ["scipy.stats", "statsmodels.api", "sklearn.linear_model", "pyarrow.parquet"]
     present = [m for m in wanted if runner_has(m)]
     if len(present) < 2:
-        pytest.skip(f"runner lacks most of {wanted}")
+        subprocess_engine_missing(f"runner lacks most of {wanted}")
     code = (
         "import pandas as pd\n"
         + "".join(f"import {m}\n" for m in present)
@@ -199,7 +200,7 @@ def test_heavy_data_stack_fits_the_default_memory_limit(runs: Runs) -> None:
 
 def test_png_artifact_via_matplotlib(runs: Runs) -> None:
     if not runner_has("matplotlib"):
-        pytest.skip("matplotlib is not installed in the runner venv")
+        subprocess_engine_missing("matplotlib is not installed in the runner venv")
     code = (
         "import glob, os\n"
         "seeded = glob.glob(os.environ['MPLCONFIGDIR'] + '/fontlist-*.json')\n"
@@ -303,7 +304,7 @@ def test_huge_file_write_hits_the_file_size_limit(runs: Runs) -> None:
 
 def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
     if not runs.executor.isolation().sized_tmpfs:
-        pytest.skip(f"no size-capped tmpfs here: {runs.executor.isolation().detail}")
+        subprocess_engine_missing(f"no size-capped tmpfs here: {runs.executor.isolation().detail}")
     code = (
         "import os\n"
         "try:\n"
@@ -322,7 +323,7 @@ def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
 
 def test_network_is_unreachable(runs: Runs) -> None:
     if "netns" not in runs.isolation:
-        pytest.skip(f"no network namespace here: {runs.executor.isolation().detail}")
+        subprocess_engine_missing(f"no network namespace here: {runs.executor.isolation().detail}")
     # A server the gateway can reach on loopback; the sandbox has its own, empty loopback.
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -350,7 +351,7 @@ def test_network_is_unreachable(runs: Runs) -> None:
 
 def test_host_files_are_out_of_sight(runs: Runs) -> None:
     if "mountns" not in runs.isolation:
-        pytest.skip(f"no mount namespace here: {runs.executor.isolation().detail}")
+        subprocess_engine_missing(f"no mount namespace here: {runs.executor.isolation().detail}")
     secret_paths = ["/etc/shadow", str(REPO / "pyproject.toml"), "/root/.bashrc"]
     code = (
         "import os\n"

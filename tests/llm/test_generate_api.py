@@ -21,6 +21,7 @@ from security.policy import StaticPolicy
 from service.api.app import create_app
 from service.pipeline.verify_loop import static_issues
 from service.settings import Settings
+from tests.conftest import REQUIRE_SUBPROCESS_ENGINE, subprocess_engine_missing
 from tests.datafiles import EMPLOYEES, employees_csv, text_pdf
 from tests.llm.openai_server import Garbage, ScriptedOpenAI, Slow
 from tests.llm.scripts import approve, fenced, issue, modification, review
@@ -30,8 +31,8 @@ def runner_dir() -> Path:
     default = Settings(_env_file=None).local_runner_dir
     if (default / "bin" / "python").exists():
         return default.absolute()
-    if sys.prefix == sys.base_prefix:
-        pytest.skip("no runner venv: run `python-coder build-runner --local`")
+    if REQUIRE_SUBPROCESS_ENGINE or sys.prefix == sys.base_prefix:
+        subprocess_engine_missing("no runner venv: run `python-coder build-runner --local`")
     return Path(sys.prefix)
 
 
