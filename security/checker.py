@@ -408,6 +408,18 @@ class Checker:
                 f"{_short(node)}: private names of modules may alias os, sys, ...; "
                 "use the public API",
             )
+        if (
+            attr in PRIVATE_MODULE_ALIASES.values()
+            and not base_quals
+            and isinstance(node.ctx, ast.Load)
+        ):
+            # [glob][0].os: a module reached through an object the checker cannot follow
+            self.emit(
+                "module-as-value",
+                node,
+                f"{_short(node)}: the {attr} module reached through an object; "
+                f"import {attr} and call it directly",
+            )
         if base_quals & ATTRIBUTE_FETCHER_VALUES:
             self.emit(
                 "indirect-attribute",
@@ -809,7 +821,7 @@ class Checker:
                     call,
                     f"{kind}(..., {part!r}): private names of modules may alias os, sys, ...",
                 )
-            if kind != "getattr" and part in PRIVATE_MODULE_ALIASES.values():
+            if (kind != "getattr" or not obj_quals) and part in PRIVATE_MODULE_ALIASES.values():
                 # attrgetter("os.system")(some_module)
                 self.emit(
                     "dynamic-attribute-module",

@@ -38,12 +38,21 @@ PRIVATE_ALIASES = [
     "import json\njson.decoder._private_helper('x')",
     "import random\ngetattr(random, '_' + 'os').system('id')",
     "import numpy as np\nnp._core._multiarray_umath",
+    "import glob\n[glob][0].os.system('id')",
+    "import glob\nholder = {'g': glob}\nholder['g'].os.system('id')",
+    "import glob\ngetattr([glob][0], 'os').system('id')",
 ]
 
 
 @pytest.mark.parametrize("code", PRIVATE_ALIASES)
 def test_private_aliases_of_modules(policy: StaticPolicy, code: str) -> None:
-    refused(policy.check(code), "private-module-attribute", "blocked-call")
+    refused(
+        policy.check(code),
+        "private-module-attribute",
+        "blocked-call",
+        "module-as-value",
+        "dynamic-attribute-module",
+    )
 
 
 INDIRECT_ATTRIBUTES = [
