@@ -167,6 +167,7 @@ class Checker:
         self._writes: list[tuple[Position, bool, ast.AST]] = []  # (where, risky, call)
         self._imports: list[tuple[Position, str, bool, ast.AST]] = []
         self._importable: list[tuple[Position, str, ast.AST]] = []
+        self._in_loop: set[int] = set()  # imports that may run again after a later write
 
     def run(self, order: list[tuple[ast.AST, Scope]]) -> list[Finding]:
         for node, scope in order:
@@ -197,6 +198,10 @@ class Checker:
 
     def _note_context(self, node: ast.AST, scope: Scope) -> None:
         """Mark the children where a module object may appear: ``os.x``, ``o = os``, getattr."""
+        if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+            self._in_loop.update(
+                id(n) for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)
+            )
         if isinstance(node, ast.Call):
             self._called.add(id(node.func))
             func = node.func
@@ -449,8 +454,22 @@ class Checker:
 
     def _fetcher_as_value(self, node: ast.Name | ast.Attribute, quals: frozenset[str]) -> None:
         """``reduce(getattr, names, obj)``: getattr as a value fetches names nobody sees."""
-        if id(node) in self._called or id(node) in self._value_ok:
+        if id(node) in self._called:
             return
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in STRING_TO_CODE_METHODS
+            and isinstance(node.ctx, ast.Load)
+        ):
+            # f = df.query; f(text): the alias is not followed through an unknown object
+            self.emit(
+                "string-to-code",
+                node,
+                f"{_short(node)} evaluates strings and is used as a value; call it directly "
+                "with a literal expression",
+            )
+        if id(node) in self._value_ok:
+            return  # an alias (f = sympy.sympify) is resolved where it is called
         fetchers = sorted(quals & ATTRIBUTE_FETCHER_VALUES)
         if fetchers:
             self.emit(
@@ -458,6 +477,14 @@ class Checker:
                 node,
                 f"{_short(node)} (= {fetchers[0]}) passed as a value: the attribute names it "
                 "will fetch cannot be checked; call it with a literal name",
+            )
+        if any(q in STRING_TO_CODE_CALLS for q in quals):
+            # map(sympy.sympify, strings): the strings are unseen
+            self.emit(
+                "string-to-code",
+                node,
+                f"{_short(node)} evaluates strings and is passed as a value; call it "
+                "directly with a literal expression",
             )
 
     def _is_class_expr(self, node: ast.expr, scope: Scope) -> bool:
@@ -611,7 +638,7 @@ class Checker:
 
     # -- files the script may import -----------------------------------------------------------
     def _note_import(self, module: str, node: ast.AST, scope: Scope) -> None:
-        deferred = scope.kind != "module"
+        deferred = scope.kind != "module" or id(node) in self._in_loop
         self._imports.append((position(node), module, deferred, node))
 
     def _note_write(self, node: ast.Call, func_quals: frozenset[str], scope: Scope) -> None:
@@ -679,7 +706,9 @@ class Checker:
         """A file that may be a module (``.py``, ``.pth``, ``.so``, unknown name, archive
         contents), followed by an import: the script would import code the policy never saw."""
         for _, name, node in self._importable:
-            stem = name.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+            parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+            # evil.py -> evil; pkg/__init__.py or pkg/mod.py -> pkg (the name imported first)
+            stems = {parts[0].split(".")[0], parts[-1].split(".")[0]} if parts else set()
             if name.lower().endswith(".pth"):
                 self.emit(
                     "import-of-written-file",
@@ -687,12 +716,13 @@ class Checker:
                     f"writes {_clip(name)!r}: .pth files run code when Python starts",
                 )
                 continue
-            if any(mod.split(".")[0] == stem for _, mod, _, _ in self._imports):
+            imported = sorted(stems & {mod.split(".")[0] for _, mod, _, _ in self._imports})
+            if imported:
                 self.emit(
                     "import-of-written-file",
                     node,
-                    f"writes {_clip(name)!r} and imports {stem}: the module would be code the "
-                    "policy never saw",
+                    f"writes {_clip(name)!r} and imports {imported[0]}: the module would be "
+                    "code the policy never saw",
                 )
         risky = [where for where, is_risky, _ in self._writes if is_risky]
         if not risky:
@@ -820,6 +850,13 @@ class Checker:
                     "private-module-attribute",
                     call,
                     f"{kind}(..., {part!r}): private names of modules may alias os, sys, ...",
+                )
+            if part in STRING_TO_CODE_METHODS or part in FORMULA_METHODS:
+                self.emit(
+                    "string-to-code",
+                    call,
+                    f"{kind}(..., {part!r}) fetches a method that evaluates strings; "
+                    "call it directly with a literal expression",
                 )
             if (kind != "getattr" or not obj_quals) and part in PRIVATE_MODULE_ALIASES.values():
                 # attrgetter("os.system")(some_module)

@@ -154,6 +154,11 @@ STRING_TO_CODE = [
     "import joblib\njoblib.load('m.pkl')",
     "import torch\ntorch.load('m.pt')",
     "import pandas as pd\npd.read_pickle('x.pkl')",
+    "import pandas as pd\ndf = pd.DataFrame()\ngetattr(df, 'query')(open('q').read())",
+    "import pandas as pd\ndf = pd.DataFrame()\nf = df.query\nf(open('q').read())",
+    "import sympy as sp\nlist(map(sp.sympify, lines))",
+    "import sympy as sp\nf = sp.sympify\nf(open('x').read())",
+    "import operator\noperator.methodcaller('eval', text)(df)",
 ]
 
 
@@ -249,6 +254,10 @@ WRITE_THEN_IMPORT = [
     "import shutil\nshutil.unpack_archive('upload.zip', '.')\nimport payload",
     "import zipfile\nzipfile.ZipFile('u.zip').extractall()\nimport payload",
     "import tarfile\ntarfile.open('u.tgz').extractall('.')\nfrom payload import run",
+    "for i in range(2):\n    try:\n        import evil\n    except ImportError:\n"
+    "        open('evil.py', 'w').write('x')",
+    "import evil\nopen('evil/__init__.py', 'w').write('x')",
+    "import os\nfd = os.open('m.py', os.O_WRONLY | os.O_CREAT)\nimport m",
 ]
 
 
