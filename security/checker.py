@@ -21,12 +21,10 @@ from security.rules import (
     FILE_API_NAMES,
     FILE_API_PREFIXES,
     FILE_API_QUALIFIED,
-    FILE_WRITERS,
     FORMULA_KEYWORDS,
     FORMULA_METHODS,
     FORMULA_MODULES,
     HARMLESS_DEVICES,
-    IMPORTABLE_SUFFIXES,
     NAMESPACE_BUILTINS,
     NAMESPACE_MUTATORS,
     NAMESPACE_UNBOUND_MUTATORS,
@@ -45,7 +43,8 @@ from security.rules import (
     WEIGHTS_ONLY_LOADERS,
     YAML_LOADS,
 )
-from security.scopes import Position, Resolver, Scope, normalize, position
+from security.scopes import Resolver, Scope, normalize
+from security.written_modules import ARCHIVE, WrittenModules, write_target
 
 _ATTRIBUTE_FETCHERS = {
     "builtins.getattr": "getattr",
@@ -66,7 +65,6 @@ _EXEC_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "breakpoint
 _EVAL_OPTIONS = frozenset(
     {"engine", "parser", "inplace", "local_dict", "global_dict", "resolvers", "level", "target"}
 )
-_WRITE_MODE = re.compile(r"^[rbt]*[wax+][rwaxbt+]*$")
 _FORMAT_FIELD_NAME = re.compile(r"\{([^{}!:]*)")
 _FORMAT_PART = re.compile(r"[.\[\]!:]")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -164,10 +162,7 @@ class Checker:
         # way (``globals()["x"]``), and the files written / modules imported, in source order.
         self._called: set[int] = set()
         self._namespace_ok: set[int] = set()
-        self._writes: list[tuple[Position, bool, ast.AST]] = []  # (where, risky, call)
-        self._imports: list[tuple[Position, str, bool, ast.AST]] = []
-        self._importable: list[tuple[Position, str, ast.AST]] = []
-        self._in_loop: set[int] = set()  # imports that may run again after a later write
+        self._written = WrittenModules()
 
     def run(self, order: list[tuple[ast.AST, Scope]]) -> list[Finding]:
         for node, scope in order:
@@ -183,25 +178,23 @@ class Checker:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     self._import_plain(alias)
-                    self._note_import(alias.name, node, scope)
+                    self._written.note_import(alias.name, node, scope.kind != "module")
                 if scope.kind == "class":
                     self._class_level_import(node)
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 self._import_from(node)
-                self._note_import(node.module, node, scope)
+                self._written.note_import(node.module, node, scope.kind != "module")
                 if scope.kind == "class":
                     self._class_level_import(node)
             elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):
                 self._spelled_dunder(node, scope)
-        self._written_then_imported()
+        self.findings.extend(self._written.findings())
         return self.findings
 
     def _note_context(self, node: ast.AST, scope: Scope) -> None:
         """Mark the children where a module object may appear: ``os.x``, ``o = os``, getattr."""
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
-            self._in_loop.update(
-                id(n) for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)
-            )
+            self._written.note_loop(node)
         if isinstance(node, ast.Call):
             self._called.add(id(node.func))
             func = node.func
@@ -637,110 +630,14 @@ class Checker:
                 )
 
     # -- files the script may import -----------------------------------------------------------
-    def _note_import(self, module: str, node: ast.AST, scope: Scope) -> None:
-        deferred = scope.kind != "module" or id(node) in self._in_loop
-        self._imports.append((position(node), module, deferred, node))
-
     def _note_write(self, node: ast.Call, func_quals: frozenset[str], scope: Scope) -> None:
-        """Remember files the call writes: (position, suffix or None when unknown, node)."""
-        target = self._write_target(node, func_quals)
-        if target is None:
-            return
-        if isinstance(target, str):  # an archive extraction: unknown files
-            self._writes.append((position(node), True, node))
-            return
-        parts = self._path_parts(target, scope, 0)
-        name = parts[-1][0].strip() if parts else None
-        importable = name is not None and name.lower().endswith(IMPORTABLE_SUFFIXES)
-        # An unknown name is risky for writers of arbitrary bytes (open, write_text, copy);
-        # df.to_excel(writer) or savefig(name) write their own formats.
-        raw = not (
-            (_callee_name(node.func) or "").startswith("to_")
-            or _callee_name(node.func) in ("savefig", "save", "savetxt", "tofile", "touch")
-        )
-        self._writes.append((position(node), importable or (name is None and raw), node))
-        if name is not None and importable:
-            self._importable.append((position(node), name, node))
-
-    def _write_target(self, node: ast.Call, func_quals: frozenset[str]) -> ast.expr | str | None:
-        func = node.func
-        name = _callee_name(func)
-        if name is None:
-            return None
-        if name in ("extract", "extractall", "unpack_archive", "extract_all"):
-            return "archive"
-        if name == "open" or func_quals & {"io.open", "codecs.open", "os.open"}:
-            if isinstance(func, ast.Attribute) and not func_quals:
-                # Path(...).open("w"); zf.open(name) reads: only a literal mode says "write"
-                modes = [kw.value for kw in node.keywords if kw.arg == "mode"] + node.args
-                if any(
-                    isinstance(m, ast.Constant) and _WRITE_MODE.match(str(m.value)) for m in modes
-                ):
-                    return func.value
-                return None
-            modes = _argument(node, 1, "mode") + _argument(node, 1, "flags")
-            if "os.open" not in func_quals and not any(
-                not isinstance(m, ast.Constant) or any(c in str(m.value) for c in "wax+")
-                for m in modes
-            ):
-                return None  # read-only
-            found = _argument(node, 0, "file")
-            return found[0] if found else None
-        if name in ("write_text", "write_bytes", "touch") and isinstance(func, ast.Attribute):
-            return func.value
-        if name in ("rename", "replace", "symlink_to", "hardlink_to") and not func_quals:
-            found = _argument(node, 0, "target")
-            return found[0] if found else None
-        if name in FILE_WRITERS or name.startswith("to_"):
-            positional = [a for a in node.args if not isinstance(a, ast.Starred)]
-            for kw in ("dst", "destination", "target", "path", "fname", "path_or_buf", "file"):
-                found = _argument(node, 99, kw)
-                if found:
-                    return found[0]
-            if name in ("copy", "copy2", "copyfile", "copytree", "move", "rename", "replace"):
-                return positional[1] if len(positional) > 1 else None
-            return positional[0] if positional else None
-        return None
-
-    def _written_then_imported(self) -> None:
-        """A file that may be a module (``.py``, ``.pth``, ``.so``, unknown name, archive
-        contents), followed by an import: the script would import code the policy never saw."""
-        for _, name, node in self._importable:
-            parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-            # evil.py -> evil; pkg/__init__.py or pkg/mod.py -> pkg (the name imported first)
-            stems = {parts[0].split(".")[0], parts[-1].split(".")[0]} if parts else set()
-            if name.lower().endswith(".pth"):
-                self.emit(
-                    "import-of-written-file",
-                    node,
-                    f"writes {_clip(name)!r}: .pth files run code when Python starts",
-                )
-                continue
-            imported = sorted(stems & {mod.split(".")[0] for _, mod, _, _ in self._imports})
-            if imported:
-                self.emit(
-                    "import-of-written-file",
-                    node,
-                    f"writes {_clip(name)!r} and imports {imported[0]}: the module would be "
-                    "code the policy never saw",
-                )
-        risky = [where for where, is_risky, _ in self._writes if is_risky]
-        if not risky:
-            return
-        first = min(risky)
-        # a module imported before the first such write is in sys.modules: a file written
-        # later cannot shadow it
-        loaded = {
-            m.split(".")[0] for w, m, deferred, _ in self._imports if not deferred and w < first
-        }
-        for where, module, deferred, node in self._imports:
-            if (deferred or where > first) and module.split(".")[0] not in loaded:
-                self.emit(
-                    "import-of-written-file",
-                    node,
-                    f"import of {module} after writing a file whose name is computed or "
-                    "importable: it could import that file; import everything at the top",
-                )
+        callee = _callee_name(node.func)
+        target = write_target(node, callee, func_quals)
+        if target == ARCHIVE:
+            self._written.note_extraction(node)
+        elif isinstance(target, ast.expr):
+            parts = self._path_parts(target, scope, 0)
+            self._written.note_write(node, callee, parts[-1][0].strip() if parts else None)
 
     def _namespace_lookup(self, call: ast.Call, scope: Scope) -> None:
         """``globals().get(name)``: the name must be a literal, and not a builtin escape."""
