@@ -283,6 +283,16 @@ class Checker:
         text = node.value if isinstance(node, ast.Constant) else self.r.const_str(node, scope)
         if isinstance(text, str) and text in _ESCAPE_DUNDERS:
             self.emit("escape-attribute", node, f"the string {text!r} names an escape hatch")
+        elif isinstance(text, str) and "{" in text and "." in text:
+            # a format string handed to any str.format-based API (StrMethodFormatter, logging
+            # with style="{", Styler.format): its field paths are attribute walks
+            bad = _format_path_problem(text)
+            if bad:
+                self.emit(
+                    "escape-attribute",
+                    node,
+                    f"format field walks to {bad!r}; format fields may only name plain attributes",
+                )
         if isinstance(node, ast.BinOp | ast.JoinedStr):
             self._explained.update(id(n) for n in ast.iter_child_nodes(node))
 
@@ -677,6 +687,8 @@ class Checker:
             if not node.args:
                 return
             candidate = node.args[0]
+        elif node.args and "{" in (self.r.const_str(node.args[0], scope) or ""):
+            candidate = node.args[0]  # df.style.format("{:.2f}"): a formatter's own format
         else:
             candidate = receiver
         text = self.r.const_str(candidate, scope)

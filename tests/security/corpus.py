@@ -127,6 +127,17 @@ X, y = df.drop(columns="churn"), df["churn"]
 scores = cross_val_score(LogisticRegression(max_iter=500), X, y, cv=5)
 print(json.dumps({"mean": float(np.mean(scores))}))
 """,
+    "styled_table": """
+import matplotlib.ticker as mticker
+import matplotlib.pyplot as plt
+import pandas as pd
+df = pd.read_csv("sales.csv")
+html = df.describe().style.format("{:.2f}").to_html()
+pd.options.display.float_format = "{:,.2f}".format
+fig, ax = plt.subplots()
+ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+print(len(html))
+""",
     "pil_thumbnail": """
 from PIL import Image
 img = Image.open("photo.jpg")

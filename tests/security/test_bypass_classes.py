@@ -93,6 +93,9 @@ FORMAT_PATHS = [
     "t = open('t.txt').read()\nprint(t.format(obj))",
     "import string\nclass F(string.Formatter):\n    pass\nF().vformat(open('f').read(), [1], {})",
     "'{0.os.environ}'.format(module_holder)",
+    "import matplotlib.ticker as mt\nf = mt.StrMethodFormatter('{x.__class__}')",
+    "import logging\nlogging.Formatter('{name.__init__.__globals__}', style='{')",
+    "import pandas as pd\npd.read_csv('a.csv').style.format('{0.__class__}')",
 ]
 
 
