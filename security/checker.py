@@ -61,6 +61,11 @@ _ESCAPE_DUNDERS = frozenset(n for n in ESCAPE_ATTRIBUTES | ESCAPE_NAMES if n.sta
 # Builtins that make code from strings, looked up by name in a namespace dict.
 _EXEC_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "breakpoint"})
 # "{0.__init__.__globals__}".format(f) walks attributes inside the format string.
+# The node types _note_context looks at.
+_CONTEXT_NODES = frozenset({
+    ast.For, ast.AsyncFor, ast.While, ast.Call, ast.Subscript, ast.Compare, ast.Attribute,
+    ast.Assign, ast.AnnAssign, ast.NamedExpr,
+})  # fmt: skip
 # keyword arguments of DataFrame.eval/query that are options, not expressions
 _EVAL_OPTIONS = frozenset(
     {"engine", "parser", "inplace", "local_dict", "global_dict", "resolvers", "level", "target"}
@@ -193,6 +198,8 @@ class Checker:
 
     def _note_context(self, node: ast.AST, scope: Scope) -> None:
         """Mark the children where a module object may appear: ``os.x``, ``o = os``, getattr."""
+        if type(node) not in _CONTEXT_NODES:
+            return  # most nodes (names, constants, operators) set no context
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
             self._written.note_loop(node)
         if isinstance(node, ast.Call):
