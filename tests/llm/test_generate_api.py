@@ -417,8 +417,11 @@ AUDITED_CODE = "import json, random\nprint(json.dumps({'sep': random._os.sep}))\
 def test_audit_mode_runs_generated_code_with_policy_findings_as_warnings(
     api: Callable[..., TestClient], llm_server: ScriptedOpenAI
 ) -> None:
-    # the finding still goes back to the model once; the model keeps the code; it runs
-    llm_server.push(fenced(AUDITED_CODE), modification(AUDITED_CODE, "kept: trusted sandbox"))
+    # the review runs despite the policy finding; the finding still goes back to the model
+    # once; the model keeps the code; it runs
+    llm_server.push(
+        fenced(AUDITED_CODE), approve(), modification(AUDITED_CODE, "kept: trusted sandbox")
+    )
     response = post(api(policy="audit"), "print the path separator")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -427,6 +430,9 @@ def test_audit_mode_runs_generated_code_with_policy_findings_as_warnings(
         w.startswith("policy audit:") and "private-module-attribute" in w for w in body["warnings"]
     ), body["warnings"]
     assert body["verification_history"][0]["action"] == "modified"
+    prompts = llm_server.prompts()
+    assert len(prompts) == 3 and "Review the Python script" in prompts[1]
+    assert "was checked and has the issues listed" in prompts[2]
 
 
 def test_enforce_mode_refuses_the_same_generated_code(
