@@ -183,12 +183,12 @@ class Checker:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     self._import_plain(alias)
-                    self._written.note_import(alias.name, node, scope.kind != "module")
+                self._written.note_import(node, scope.kind != "module")
                 if scope.kind == "class":
                     self._class_level_import(node)
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 self._import_from(node)
-                self._written.note_import(node.module, node, scope.kind != "module")
+                self._written.note_import(node, scope.kind != "module")
                 if scope.kind == "class":
                     self._class_level_import(node)
             elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):

@@ -33,6 +33,11 @@ def _finding(node: ast.AST, message: str) -> Finding:
     return Finding.of("import-of-written-file", message, line, col)
 
 
+def _prefixes(dotted: str) -> list[str]:
+    parts = dotted.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def _argument(call: ast.Call, pos: int, keyword: str) -> list[ast.expr]:
     for kw in call.keywords:
         if kw.arg == keyword:
@@ -52,7 +57,7 @@ def write_target(call: ast.Call, name: str | None, quals: frozenset[str]) -> ast
         return None
     if name in _ARCHIVE_EXTRACTORS:
         return ARCHIVE
-    if name == "open" or quals & {"io.open", "codecs.open", "os.open"}:
+    if name in ("open", "FileIO") or quals & {"io.open", "codecs.open", "os.open"}:
         if isinstance(func, ast.Attribute) and not quals:
             # Path(...).open("w"); zf.open(name) reads: only a literal mode says "write"
             modes = [kw.value for kw in call.keywords if kw.arg == "mode"] + call.args
@@ -90,8 +95,9 @@ class WrittenModules:
     # (where, risky: importable name or unknown name from a raw writer, call)
     writes: list[tuple[Position, bool, ast.AST]] = field(default_factory=list)
     importable: list[tuple[str, ast.AST]] = field(default_factory=list)
-    # (where, module, deferred: in a function or loop, so it may run after a later write)
-    imports: list[tuple[Position, str, bool, ast.AST]] = field(default_factory=list)
+    # (where, dotted names it may load, deferred: in a function or loop, so it may run after
+    # a later write, node)
+    imports: list[tuple[Position, tuple[str, ...], bool, ast.AST]] = field(default_factory=list)
     in_loop: set[int] = field(default_factory=set)
 
     def note_loop(self, loop: ast.AST) -> None:
@@ -99,9 +105,14 @@ class WrittenModules:
             id(n) for n in ast.walk(loop) if isinstance(n, ast.Import | ast.ImportFrom)
         )
 
-    def note_import(self, module: str, node: ast.AST, in_function: bool) -> None:
+    def note_import(self, node: ast.Import | ast.ImportFrom, in_function: bool) -> None:
         deferred = in_function or id(node) in self.in_loop
-        self.imports.append((_at(node), module, deferred, node))
+        if isinstance(node, ast.Import):
+            names = tuple(alias.name for alias in node.names)
+        else:  # from pkg import name: name may be a submodule
+            names = tuple(f"{node.module}.{a.name}" for a in node.names if a.name != "*")
+            names = names or (str(node.module),)
+        self.imports.append((_at(node), names, deferred, node))
 
     def note_write(self, call: ast.Call, callee: str | None, file_name: str | None) -> None:
         """``file_name``: the constant tail of the target (None when unknown)."""
@@ -118,7 +129,7 @@ class WrittenModules:
 
     def findings(self) -> list[Finding]:
         out = []
-        imported_tops = {module.split(".")[0] for _, module, _, _ in self.imports}
+        imported_tops = {n.split(".")[0] for _, names, _, _ in self.imports for n in names}
         for name, node in self.importable:
             shown = name if len(name) <= 60 else name[:57] + "..."
             if name.lower().endswith(".pth"):
@@ -143,16 +154,21 @@ class WrittenModules:
             return out
         first = min(risky)
         # a module imported before the first such write is in sys.modules: a file written
-        # later cannot shadow it
+        # later cannot shadow it (the exact dotted name: numpy.evil is not numpy)
         loaded = {
-            m.split(".")[0] for w, m, deferred, _ in self.imports if not deferred and w < first
+            prefix
+            for where, names, deferred, _ in self.imports
+            if not deferred and where < first
+            for name in names
+            for prefix in _prefixes(name)
         }
-        for where, module, deferred, node in self.imports:
-            if (deferred or where > first) and module.split(".")[0] not in loaded:
+        for where, names, deferred, node in self.imports:
+            fresh = [n for n in names if n not in loaded]
+            if (deferred or where > first) and fresh:
                 out.append(
                     _finding(
                         node,
-                        f"import of {module} after writing a file whose name is computed or "
+                        f"import of {fresh[0]} after writing a file whose name is computed or "
                         "importable: it could import that file; import everything at the top",
                     )
                 )

@@ -261,6 +261,10 @@ WRITE_THEN_IMPORT = [
     "        open('evil.py', 'w').write('x')",
     "import evil\nopen('evil/__init__.py', 'w').write('x')",
     "import os\nfd = os.open('m.py', os.O_WRONLY | os.O_CREAT)\nimport m",
+    "import io\nio.FileIO('m.py', 'w').write(b'x')\nimport m",
+    "import os\nimport numpy as np\n"
+    "open(os.path.join(os.path.dirname(np.__file__), 'evil.py'), 'w').write(src)\n"
+    "from numpy import evil",
 ]
 
 
