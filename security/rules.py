@@ -410,6 +410,12 @@ CODE_STRING_NAMES = frozenset({
 # Written into the working directory (the first entry of sys.path) they become importable, or
 # they change the import system when the interpreter starts.
 IMPORTABLE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pth", ".so", ".pyd", ".egg", ".whl")
+# Modules every interpreter has loaded before the script starts (``python -I``, 3.11): a file
+# written later cannot shadow them, so importing them after a write is fine.
+STARTUP_MODULES = frozenset({
+    "abc", "builtins", "codecs", "encodings", "genericpath", "io", "marshal", "os", "os.path",
+    "posix", "posixpath", "site", "stat", "sys", "time", "zipimport",
+})  # fmt: skip
 # Calls that write or move a file: the target is their last path argument.
 FILE_WRITERS = frozenset({
     "write_text", "write_bytes", "copy", "copy2", "copyfile", "copytree", "move", "rename",

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from security.findings import Finding
-from security.rules import FILE_WRITERS, IMPORTABLE_SUFFIXES
+from security.rules import FILE_WRITERS, IMPORTABLE_SUFFIXES, STARTUP_MODULES
 
 Position = tuple[int, int]
 
@@ -155,7 +155,7 @@ class WrittenModules:
         first = min(risky)
         # a module imported before the first such write is in sys.modules: a file written
         # later cannot shadow it (the exact dotted name: numpy.evil is not numpy)
-        loaded = {
+        loaded = set(STARTUP_MODULES) | {
             prefix
             for where, names, deferred, _ in self.imports
             if not deferred and where < first

@@ -138,6 +138,10 @@ fig, ax = plt.subplots()
 ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
 print(len(html))
 """,
+    "import_in_a_writing_loop": """
+for n in ("a b#1.txt", "q?x.txt", "sub/e.txt"):
+    import os; os.makedirs("sub", exist_ok=True); open(n, "w").write(n)
+""",
     "pil_thumbnail": """
 from PIL import Image
 img = Image.open("photo.jpg")
