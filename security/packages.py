@@ -73,11 +73,19 @@ _REVIEW_BLOCKED: dict[str, tuple[str, ...]] = {
         "asyncio.subprocess", "pty", "posix", "nt", "_winapi", "msvcrt", "winreg", "pexpect",
         "plumbum",
     ),
-    "calls native code directly": ("ctypes", "_ctypes", "cffi"),
+    "calls native code directly": (
+        "ctypes", "_ctypes", "cffi", "_cffi_backend", "numpy.ctypeslib", "pyarrow.cffi",
+        "pyarrow.jvm", "llvmlite", "numba", "pyximport", "Cython", "cython",
+    ),
+    # PIL's viewers and screen grabbers run external commands (a registered viewer is a shell
+    # command line)
+    "runs external commands": ("PIL.ImageShow", "PIL.ImageGrab"),
     # the container sets the limits; a script has no business reading or raising them
     "changes resource limits": ("resource",),
     "imports modules by computed name": (
-        "imp", "zipimport", "pkgutil", "runpy", "builtins", "__builtin__",
+        "imp", "_imp", "zipimport", "pkgutil", "runpy", "builtins", "__builtin__", "site",
+        "pydoc", "pkg_resources", "importlib_metadata", "importlib_resources", "setuptools",
+        "distutils", "unittest.mock", "py_compile", "compileall", "zipapp",
     ),
     "executes strings or steps through frames": (
         "code", "codeop", "pdb", "bdb", "trace", "timeit", "profile", "cProfile", "doctest",

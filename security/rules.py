@@ -35,6 +35,15 @@ RULES: dict[str, Rule] = _rules(
     Rule("dynamic-attribute-module", "critical", True, "computed attribute name on a module"),
     Rule("module-as-value", "critical", True, "os/sys/... passed around as an object"),
     Rule("dynamic-attribute", "major", False, "computed attribute name on an object"),
+    Rule("indirect-attribute", "critical", True, "getattr and friends passed around as values"),
+    Rule("private-module-attribute", "critical", True, "reaches a private name of a module"),
+    Rule("string-to-code", "critical", True, "a library turns a string into code"),
+    Rule("computed-formula", "major", False, "a formula string built at run time"),
+    Rule("computed-format", "major", False, "a format string built at run time"),
+    Rule("native-code", "critical", True, "loads native code or reads raw memory"),
+    Rule("unsafe-deserialisation", "critical", True, "deserialises data that can run code"),
+    Rule("import-path", "critical", True, "changes where imports come from"),
+    Rule("import-of-written-file", "critical", True, "writes a file it may then import"),
     Rule("path-system", "critical", True, "constant path into a system location"),
     Rule("path-outside-workdir", "major", False, "constant path outside the working directory"),
     Rule("network-url", "major", False, "reads or writes a URL; the sandbox has no network"),
@@ -140,6 +149,22 @@ REROOT_MODULES = frozenset({
     "ctypes", "pickle", "multiprocessing", "pty", "marshal",
 })  # fmt: skip
 
+# Libraries keep private aliases of these modules (``random._os``, ``collections._sys``):
+# ``_os`` on anything is read as ``os``, so the chain is judged against the os rules.
+PRIVATE_MODULE_ALIASES: dict[str, str] = {f"_{m}": m for m in REROOT_MODULES} | {
+    "_importlib": "importlib",
+    "_subprocess": "subprocess",
+    "_posixsubprocess": "subprocess",
+}
+# Builtins and operator factories that fetch attributes by name: passed around as values
+# (``functools.reduce(getattr, names, obj)``, ``map(getattr, ...)``) the names they will fetch
+# cannot be checked.
+ATTRIBUTE_FETCHER_VALUES = frozenset({
+    "builtins.getattr", "builtins.setattr", "builtins.delattr", "operator.attrgetter",
+    "operator.methodcaller", "inspect.getattr_static", "builtins.object.__getattribute__",
+    "builtins.type.__getattribute__",
+})  # fmt: skip
+
 # Modules whose objects must only be used through ``module.member``: passed as a value
 # (``f(os)``, ``[sys]``, ``return os``) they would carry their members past name resolution.
 VALUE_SENSITIVE_MODULES = REROOT_MODULES | {"inspect", "gc", "types"}
@@ -169,6 +194,21 @@ ANY_OBJECT_ATTRIBUTES.update(
         "hardlink_to": ("blocked-call", "links can point outputs outside the working directory"),
         "get_referrers": ("escape-attribute", "walks the object graph to hidden objects"),
         "get_referents": ("escape-attribute", "walks the object graph to hidden objects"),
+        # string.Formatter walks attribute paths given as strings
+        "get_field": ("escape-attribute", "walks an attribute path given as a string"),
+        # raw pointers in and out of Arrow: memory corruption on demand
+        "_import_from_c": ("native-code", "reads raw memory"),
+        "_export_to_c": ("native-code", "writes raw memory"),
+        "_ctypes": ("native-code", "reads raw memory"),
+        "ctypeslib": ("native-code", "loads native code"),
+        "unsafe_load": ("unsafe-deserialisation", "deserialisation runs code from the file"),
+        "unsafe_load_all": ("unsafe-deserialisation", "deserialisation runs code from the file"),
+    }
+)
+ANY_OBJECT_ATTRIBUTES.update(
+    {
+        alias: ("private-module-attribute", f"private alias of the {module} module")
+        for alias, module in PRIVATE_MODULE_ALIASES.items()
     }
 )
 
@@ -250,3 +290,135 @@ URL_SCHEMES = (
     "http://", "https://", "ftp://", "ftps://", "s3://", "s3a://", "gs://", "gcs://",
     "az://", "abfs://", "abfss://", "hdfs://", "sftp://", "ssh://", "ws://", "wss://",
 )  # fmt: skip
+
+# --- entry points that turn data into code -------------------------------------------------
+# The curated catalogue of library calls that evaluate a string as Python (or as something that
+# reaches Python attributes and calls), that deserialise objects, or that load native code.
+# Keep it as data: a new library entry point is one line here plus a spelling in the tests.
+
+_DESERIALISE = "deserialisation runs code from the file"
+_NATIVE = "loads native code or reads raw memory"
+_IMPORT_PATH = "changes where imports come from"
+
+BLOCKED_NAMES.update(
+    {
+        # deserialisers (pickle, dill, cloudpickle, shelve, marshal are blocked as modules)
+        "joblib.load": ("unsafe-deserialisation", _DESERIALISE),
+        "sklearn.externals.joblib.load": ("unsafe-deserialisation", _DESERIALISE),
+        "statsmodels.api.load": ("unsafe-deserialisation", _DESERIALISE),
+        "statsmodels.iolib.smpickle.load_pickle": ("unsafe-deserialisation", _DESERIALISE),
+        "jsonpickle.decode": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.unsafe_load": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.unsafe_load_all": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.full_load": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.full_load_all": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.Loader": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.UnsafeLoader": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.FullLoader": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.CLoader": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.CUnsafeLoader": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.CFullLoader": ("unsafe-deserialisation", _DESERIALISE),
+        "yaml.add_constructor": ("unsafe-deserialisation", "custom constructors run code"),
+        "yaml.add_multi_constructor": ("unsafe-deserialisation", "custom constructors run code"),
+        # native code and raw memory
+        "pyarrow.foreign_buffer": ("native-code", _NATIVE),
+        "pyarrow.cffi": ("native-code", _NATIVE),
+        "pyarrow.jvm": ("native-code", _NATIVE),
+        "numpy.ctypeslib": ("native-code", _NATIVE),
+        "numpy.ctypes": ("native-code", _NATIVE),
+        "scipy.LowLevelCallable": ("native-code", _NATIVE),
+        # the import system
+        "sys.path": ("import-path", _IMPORT_PATH),
+        "sys.path_hooks": ("import-path", _IMPORT_PATH),
+        "sys.meta_path": ("import-path", _IMPORT_PATH),
+        "sys.path_importer_cache": ("import-path", _IMPORT_PATH),
+        "sys.pycache_prefix": ("import-path", _IMPORT_PATH),
+        # strings evaluated as code by the standard library
+        "typing.get_type_hints": ("string-to-code", "evaluates string annotations"),
+        "typing.ForwardRef": ("string-to-code", "evaluates string annotations"),
+        "typing_extensions.get_type_hints": ("string-to-code", "evaluates string annotations"),
+        "inspect.get_annotations": ("string-to-code", "evaluates string annotations"),
+        "inspect.getmodule": ("escape-attribute", "returns a module object found at run time"),
+        "logging.config.dictConfig": ("string-to-code", "resolves dotted names to callables"),
+        "logging.config.fileConfig": ("string-to-code", "evaluates strings from the file"),
+        "logging.config.valid_ident": ("string-to-code", "part of logging's name resolver"),
+    }
+)
+
+# Library calls that evaluate an expression string. qualified name -> (position, keyword).
+# Literal strings are checked (see ``CODE_STRING_NAMES``); strings built at run time are refused.
+# pandas' ``eval``/``query`` resolve ``@names`` and attributes while parsing, whatever the
+# engine, and numexpr falls back to Python for much of the grammar: engine= is not trusted.
+STRING_TO_CODE_CALLS: dict[str, tuple[int, str]] = {
+    "pandas.eval": (0, "expr"),
+    "pandas.core.computation.eval.eval": (0, "expr"),
+    "numexpr.evaluate": (0, "ex"),
+    "numexpr.re_evaluate": (0, "ex"),
+    "sympy.sympify": (0, "a"),
+    "sympy.S": (0, "a"),
+    "sympy.core.sympify.sympify": (0, "a"),
+    "sympy.parse_expr": (0, "s"),
+    "sympy.parsing.parse_expr": (0, "s"),
+    "sympy.parsing.sympy_parser.parse_expr": (0, "s"),
+    "sympy.parsing.sympy_parser.eval_expr": (0, "code"),
+    "sympy.parsing.sympy_parser.stringify_expr": (0, "s"),
+    "sympy.parsing.mathematica.parse_mathematica": (0, "s"),
+    "sympy.parsing.maxima.parse_maxima": (0, "str"),
+    "sympy.lambdify": (1, "expr"),
+    "sympy.utilities.lambdify.lambdify": (1, "expr"),
+}
+# Method names that evaluate their first argument on any object (DataFrame, Series, Dataset).
+# Only calls with an argument count: ``model.eval()`` (torch) takes none.
+STRING_TO_CODE_METHODS: dict[str, tuple[int, str]] = {"eval": (0, "expr"), "query": (0, "expr")}
+# Every sympy callable sympifies string arguments: literal strings given to any of them are
+# checked like an expression (``sympy.simplify("x**2")``); only these take names, not code.
+SYMPY_NAME_TAKERS = frozenset({
+    "sympy.symbols", "sympy.Symbol", "sympy.Dummy", "sympy.Wild", "sympy.Function",
+    "sympy.var", "sympy.IndexedBase", "sympy.Idx", "sympy.MatrixSymbol", "sympy.latex",
+    "sympy.pprint", "sympy.plot", "sympy.core.symbol.symbols", "sympy.core.symbol.Symbol",
+})  # fmt: skip
+# Formula interfaces evaluate each term as Python in the caller's namespace. Literal formulas
+# are checked; formulas built at run time are a soft finding (column names are data).
+FORMULA_MODULES = ("patsy", "formulaic", "statsmodels.formula", "statsmodels.api.formula")
+FORMULA_METHODS = frozenset({"from_formula"})
+FORMULA_KEYWORDS = frozenset({"formula", "formula_like", "spec"})
+# yaml.load/load_all are fine with these loaders only.
+SAFE_YAML_LOADERS = frozenset(
+    {"yaml.SafeLoader", "yaml.CSafeLoader", "yaml.BaseLoader", "yaml.CBaseLoader"}
+)
+YAML_LOADS = frozenset({"yaml.load", "yaml.load_all"})
+# torch.load unpickles unless weights_only=True.
+WEIGHTS_ONLY_LOADERS = frozenset({"torch.load"})
+# numpy loaders whose allow_pickle must be a literal False; (position, keyword).
+ALLOW_PICKLE_LOADERS: dict[str, int] = {
+    "numpy.load": 2,
+    "numpy.lib.npyio.load": 2,
+    "numpy.lib.format.read_array": 1,
+}
+
+# Names that have no business inside an expression string handed to a library: a literal
+# passed to eval/query/sympify/a formula is refused when it mentions one of them, any dunder,
+# or any private name (``_os``).
+CODE_STRING_NAMES = frozenset({
+    "eval", "exec", "compile", "getattr", "setattr", "delattr", "globals", "locals", "vars",
+    "open", "input", "breakpoint", "lambda", "import", "exit", "quit", "help", "memoryview",
+    "object", "type", "super", "classmethod", "staticmethod", "property", "dir",
+    "system", "popen", "Popen", "spawn", "fork", "modules", "environ", "path",
+})  # fmt: skip
+
+# --- file names a script must not write ----------------------------------------------------
+# Written into the working directory (the first entry of sys.path) they become importable, or
+# they change the import system when the interpreter starts.
+IMPORTABLE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pth", ".so", ".pyd", ".egg", ".whl")
+# Modules every interpreter has loaded before the script starts (``python -I``, 3.11): a file
+# written later cannot shadow them, so importing them after a write is fine.
+STARTUP_MODULES = frozenset({
+    "abc", "builtins", "codecs", "encodings", "genericpath", "io", "marshal", "os", "os.path",
+    "posix", "posixpath", "site", "stat", "sys", "time", "zipimport",
+})  # fmt: skip
+# Calls that write or move a file: the target is their last path argument.
+FILE_WRITERS = frozenset({
+    "write_text", "write_bytes", "copy", "copy2", "copyfile", "copytree", "move", "rename",
+    "replace", "symlink_to", "hardlink_to", "savetxt", "tofile", "savefig", "save",
+    "extract", "extractall", "unpack_archive", "urlretrieve", "touch",
+})  # fmt: skip

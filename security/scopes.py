@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from security.rules import REROOT_MODULES
+from security.rules import PRIVATE_MODULE_ALIASES, REROOT_MODULES
 
 ScopeKind = Literal["module", "function", "class", "comprehension"]
 Position = tuple[int, int]
@@ -27,6 +27,13 @@ _LEAVES = frozenset(
     for base in (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
     for cls in base.__subclasses__()
 )
+# Fields that never hold child nodes worth visiting (names, operators, contexts), and the
+# remaining fields per node type (computed on first sight).
+_NOT_NODES = frozenset({
+    "ctx", "op", "ops", "id", "attr", "arg", "asname", "module", "level", "type_comment",
+    "kind", "conversion", "is_async", "simple",
+})  # fmt: skip
+_NODE_FIELDS: dict[type, tuple[str, ...]] = {}
 # Nodes that open a scope, and nodes that bind names.
 _SCOPE_NODES = frozenset({
     ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
@@ -96,11 +103,19 @@ class Scope:
 
 
 def normalize(qual: str) -> str:
-    """Re-root ``shutil.os.system`` at ``os.system`` (modules re-export what they import)."""
+    """Re-root ``shutil.os.system`` at ``os.system`` (modules re-export what they import).
+
+    Private aliases re-root too: ``random._os.system`` is ``os.system``.
+    """
+    if "." not in qual:
+        return qual
     parts = qual.split(".")
     for i in range(len(parts) - 1, 0, -1):
-        if parts[i] in REROOT_MODULES:
+        part = parts[i]
+        if part in REROOT_MODULES:
             return ".".join(parts[i:])
+        if part in PRIVATE_MODULE_ALIASES:
+            return ".".join([PRIVATE_MODULE_ALIASES[part], *parts[i + 1 :]])
     return qual
 
 
@@ -266,9 +281,12 @@ class ScopeBuilder:
 def _child_nodes(node: ast.AST) -> list[ast.AST]:
     """Like ``ast.iter_child_nodes`` minus operators and load/store markers, as a list."""
     out: list[ast.AST] = []
-    for name in node._fields:
+    fields = _NODE_FIELDS.get(type(node))
+    if fields is None:
+        fields = _NODE_FIELDS[type(node)] = tuple(f for f in node._fields if f not in _NOT_NODES)
+    for name in fields:
         value = getattr(node, name, None)
-        if isinstance(value, list):
+        if type(value) is list:
             out.extend(v for v in value if isinstance(v, ast.AST) and type(v) not in _LEAVES)
         elif isinstance(value, ast.AST) and type(value) not in _LEAVES:
             out.append(value)

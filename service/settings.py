@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.auth.keys import is_placeholder
 
+# enforce: blocking findings refuse the code (422). audit: the code runs, the findings come back
+# as warnings and are logged (for operators who trust the sandbox, e.g. gVisor).
+PolicyMode = Literal["enforce", "audit"]
+
 MB = 1024 * 1024
 
 
@@ -27,6 +31,7 @@ class Settings(BaseSettings):
     max_iterations: int = Field(3, ge=1, le=10)
     allow_partial_execution: bool = False
     max_file_size: int = Field(50, ge=1, description="per uploaded file, MB")
+    policy: PolicyMode = "enforce"  # PYTHON_CODE_POLICY
 
     # --- engine ----------------------------------------------------------------------------
     engine: str = Field("auto", description="auto or an engine of service.executors.registry")

@@ -2,6 +2,8 @@
 
 Tests marked ``docker`` need a reachable engine and the runner image. Without them they are
 skipped with the reason, unless ``REQUIRE_DOCKER=1`` (CI), where they fail instead.
+Subprocess-engine tests that find no bubblewrap sandbox or no runner venv skip the same way,
+unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from functools import cache
+from typing import NoReturn
 
 import pytest
 
@@ -23,6 +26,15 @@ os.environ.setdefault("PYTHON_CODE_POOL_MAX", "0")
 # Starlette's TestClient sends "Host: testserver": allow that name like a loopback one (real
 # HTTP clients in the tests use 127.0.0.1, which is always allowed).
 os.environ.setdefault("PYTHON_CODE_ALLOWED_HOSTS", "testserver")
+
+REQUIRE_SUBPROCESS_ENGINE = os.environ.get("REQUIRE_SUBPROCESS_ENGINE") == "1"
+
+
+def subprocess_engine_missing(reason: str) -> NoReturn:
+    """Skip a test the subprocess engine cannot run here; fail instead when CI requires it."""
+    if REQUIRE_SUBPROCESS_ENGINE:
+        pytest.fail(f"REQUIRE_SUBPROCESS_ENGINE=1 but {reason}")
+    pytest.skip(reason)
 
 
 @cache

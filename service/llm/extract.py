@@ -26,7 +26,7 @@ def extract_code(answer: str) -> str:
     answer minus leading prose lines (models often say "Here is the code:" first).
     """
     blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(answer)]
-    python_blocks = [b for t, b in blocks if t in _PY_TAGS]
+    python_blocks = [b for t, b in blocks if t in _PY_TAGS and not _is_json_object(b)]
     for candidates in (python_blocks, [b for _, b in blocks]):
         if candidates:
             return max(candidates, key=len).strip("\n") + "\n"
@@ -42,13 +42,32 @@ def extract_code(answer: str) -> str:
     return text + "\n"
 
 
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text.strip()), dict)
+    except ValueError:
+        return False
+
+
+def fenced_python(answer: str) -> str | None:
+    """The longest fenced python (or untagged) block that is not a JSON object, if any."""
+    blocks = [
+        body
+        for tag, body in _FENCE.findall(answer)
+        if tag.lower() in _PY_TAGS and body.strip() and not _is_json_object(body)
+    ]
+    return max(blocks, key=len).strip("\n") + "\n" if blocks else None
+
+
 def extract_json(answer: str) -> dict[str, Any] | None:
     """The JSON object inside ``answer`` (fenced, bare, or wrapped in prose); else ``None``."""
     candidates = [body for _, body in _FENCE.findall(answer)]
     candidates.append(answer)
-    start, end = answer.find("{"), answer.rfind("}")
-    if 0 <= start < end:
-        candidates.append(answer[start : end + 1])
+    # the object in the prose, not inside a fenced script (whose dict literals have braces too)
+    for text in (answer, _FENCE.sub("", answer)):
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            candidates.append(text[start : end + 1])
     for text in candidates:
         try:
             value = json.loads(text.strip())

@@ -9,7 +9,7 @@ from typing import Any
 
 from service.errors import LLMError
 from service.llm.client import LLMClient, UsageMeter
-from service.llm.extract import extract_code, extract_json
+from service.llm.extract import extract_code, extract_json, fenced_python
 from service.llm.prompts import Task, data, render, system_prompt
 from service.models import Issue
 
@@ -54,7 +54,8 @@ def parse_modification(answer: str, previous_code: str) -> Modification | None:
         return None
     code = value.get("code")
     if not isinstance(code, str) or not code.strip():
-        code = previous_code
+        # The code in a fenced block beside a JSON object of changes: use the block.
+        code = fenced_python(answer) or previous_code
     elif "```" in code:  # some models fence the code inside the JSON string too
         code = extract_code(code)
     elif not code.endswith("\n"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import anyio
@@ -13,17 +14,36 @@ from service.executors.base import Executor
 from service.models import ExecutionResponse
 from service.observability import outcome_of
 from service.pipeline.jobs import Job, build_response, record_job, run_code
-from service.settings import Settings
+from service.settings import PolicyMode, Settings
+
+log = logging.getLogger(__name__)
 
 
-def check_policy(code: str, policy: StaticPolicy) -> list[str]:
-    """Raise ``PolicyViolation`` on blocking findings; return the minor ones as warnings."""
+def check_policy(code: str, policy: StaticPolicy, mode: PolicyMode = "enforce") -> list[str]:
+    """Raise ``PolicyViolation`` on blocking findings; return the others as warnings.
+
+    In ``audit`` mode nothing is refused: blocking findings become warnings too, marked
+    ``policy audit``, and are logged.
+    """
     report = policy.check(code)
-    if not report.ok:
+    if not report.ok and mode == "enforce":
         raise PolicyViolation(
             "the static policy rejected the code", detail={"findings": report.to_dicts()}
         )
-    return [f"line {f.line}: {f.message} [{f.rule_id}]" for f in report.findings]
+    if not report.ok:
+        log.warning(
+            "policy audit: running code the static policy would refuse: %s",
+            "; ".join(
+                f"{f.rule_id} at line {f.line}"
+                for f in report.findings
+                if f.severity in ("critical", "major")
+            ),
+        )
+    return [
+        f"{'policy audit: ' if f.severity in ('critical', 'major') else ''}"
+        f"line {f.line}: {f.message} [{f.rule_id}]"
+        for f in report.findings
+    ]
 
 
 async def run_execution(
@@ -42,7 +62,9 @@ async def run_execution(
     try:
         try:
             # Parsing and walking up to a megabyte of source: off the event loop.
-            job.warnings.extend(await anyio.to_thread.run_sync(check_policy, code, policy))
+            job.warnings.extend(
+                await anyio.to_thread.run_sync(check_policy, code, policy, settings.policy)
+            )
         except PolicyViolation:
             outcome = "rejected"
             raise

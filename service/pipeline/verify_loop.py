@@ -14,6 +14,13 @@ change list and possibly overrides ("this is a false positive, because ...").
   findings never block, as in ``/v1/execute``); otherwise ``VerificationFailed`` carries the
   remaining issues and the history.
 
+Policy mode ``audit`` (``PYTHON_CODE_POLICY``): the policy still reviews every round and its
+findings still go back to the model while rounds remain, because fixing them is cheap and the
+code gets better; but findings that remain at the end do not refuse the job. They are returned
+in ``LoopOutcome.audited`` and the pipeline runs the code with them as warnings. Syntax errors
+and the LLM reviewer's issues block as in ``enforce``, and the review is not held back by
+policy findings (it runs on code the policy would refuse, since that code may run).
+
 Model time is metered separately, so each round's own overhead (policy, prompt building,
 parsing) is known: ``LoopOutcome.overhead_s``.
 """
@@ -96,6 +103,7 @@ class LoopOutcome:
     iterations: int  # verify -> modify rounds that ended in a modification
     remaining: list[Issue]  # issues the code runs with (partial execution), else []
     partial: bool = False
+    audited: list[Issue] = field(default_factory=list)  # policy findings run anyway (audit)
     overhead_s: list[float] = field(default_factory=list)  # per verification round, no model
     policy_s: float = 0.0
     model_s: float = 0.0
@@ -170,14 +178,19 @@ async def _verify(
     policy: StaticPolicy,
     state: _State,
     timing: dict[str, float],
+    audit: bool = False,
 ) -> list[Issue]:
     """All current issues of ``code`` (blocking or not), overridden ones removed."""
     started = time.perf_counter()
     issues = await anyio.to_thread.run_sync(static_issues, code, policy)
     timing["policy"] += time.perf_counter() - started
     # The review costs a model call: ask it only once the static checks have nothing to say
-    # the model must fix first (syntax errors, blocked imports and calls).
-    if not any(is_blocking(i) and not i.overridable for i in issues):
+    # the model must fix first (syntax errors, blocked imports and calls). In audit mode the
+    # policy's findings never refuse the code, so they do not hold the review back either.
+    must_fix = [i for i in issues if is_blocking(i) and not i.overridable]
+    if audit:
+        must_fix = [i for i in must_fix if i.source != "policy"]
+    if not must_fix:
         if state.last_review is not None and state.last_review[0] == code:
             review = state.last_review[1]
         else:
@@ -209,7 +222,9 @@ async def verify_and_modify(
 
     for iteration in range(1, settings.max_iterations + 2):
         round_started, model_at_start = time.perf_counter(), meter.model_s
-        issues = await _verify(out.code, task, llm, meter, policy, state, timing)
+        issues = await _verify(
+            out.code, task, llm, meter, policy, state, timing, audit=settings.policy == "audit"
+        )
         blocking = [i for i in issues if is_blocking(i)]
         final = iteration > settings.max_iterations or stuck_reason is not None
 
@@ -217,6 +232,9 @@ async def verify_and_modify(
             # Minor static findings never block a run (the policy's own rule, as in /execute);
             # the model was asked about them while rounds remained.
             blocking = [i for i in blocking if not (i.source == "policy" and i.severity == "minor")]
+            if settings.policy == "audit":
+                out.audited = [i for i in blocking if i.source == "policy"]
+                blocking = [i for i in blocking if i.source != "policy"]
         if not blocking or final:
             partial = bool(blocking) and settings.allow_partial_execution and partial_ok(blocking)
             action: Action = "approved" if not blocking else "partial" if partial else "rejected"

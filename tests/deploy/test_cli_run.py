@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,12 +112,31 @@ def test_policy_rejection_is_explained(tmp_path: Path) -> None:
     assert "line 1" in result.stderr and "subprocess" in result.stderr
 
 
-def test_spinner_shows_elapsed_time_on_a_terminal() -> None:
+class SteppedClock:
+    """A monotonic clock for cli_run alone: the first reading is the start, later ones 2.5 s on."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return 100.0 if self.readings == 1 else 102.5
+
+
+def test_spinner_shows_elapsed_time_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = SteppedClock()
+    monkeypatch.setattr(cli_run, "time", clock)
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=80)
     with cli_run.spinner("running", console):
-        time.sleep(0.35)
-    assert "running" in buffer.getvalue() and "s" in buffer.getvalue()
+        # wait (real time, generous) until the ticker has rendered a reading of the clock
+        deadline = time.monotonic() + 30
+        while "running 2.5s" not in buffer.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    shown = re.findall(r"running (\d+\.\d)s", buffer.getvalue())
+    assert shown[0] == "0.0", buffer.getvalue()  # before the first tick
+    assert "2.5" in shown, buffer.getvalue()  # elapsed = 102.5 - 100.0, one decimal
+    assert set(shown) <= {"0.0", "2.5"}
     quiet = io.StringIO()
     with cli_run.spinner("running", Console(file=quiet, force_terminal=False)):
         pass

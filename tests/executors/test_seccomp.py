@@ -28,6 +28,7 @@ from service.executors.local import seccomp
 from service.executors.local.executor import SubprocessExecutor
 from service.executors.registry import make_executor
 from service.settings import Settings
+from tests.conftest import subprocess_engine_missing
 from tests.executors.test_subprocess_executor import runner_dir, runner_has, sandbox_processes
 
 IS_ROOT = os.geteuid() == 0
@@ -61,7 +62,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     assert isinstance(executor, SubprocessExecutor)
     iso = executor.isolation_info()
     if not iso.bwrap:
-        pytest.skip(f"no bubblewrap sandbox here: {iso.detail}")
+        subprocess_engine_missing(f"no bubblewrap sandbox here: {iso.detail}")
     assert iso.seccomp, iso.detail  # bwrap works on x86_64: the filter must be on
     assert "seccomp" in iso.labels
     yield Sandbox(executor, tmp_path)
@@ -150,7 +151,7 @@ def test_status_shows_the_filter_and_no_fd_leaks_into_the_script(box: Sandbox) -
 def test_data_stack_multiprocessing_threads_and_fork_still_work(box: Sandbox) -> None:
     for module in ("pandas", "matplotlib"):
         if not runner_has(module):
-            pytest.skip(f"runner lacks {module}")
+            subprocess_engine_missing(f"runner lacks {module}")
     code = (
         "import os, threading, multiprocessing as mp\n"
         "import numpy as np, pandas as pd\n"
@@ -272,7 +273,7 @@ def test_probe_reports_a_bwrap_that_refuses_the_filter(
 ) -> None:
     real = "/usr/bin/bwrap"
     if not os.access(real, os.X_OK):
-        pytest.skip("no bwrap")
+        subprocess_engine_missing("no bwrap")
     fake = tmp_path / "bwrap"
     fake.write_text(
         "#!/bin/sh\n"

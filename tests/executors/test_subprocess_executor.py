@@ -29,6 +29,7 @@ from service.executors.local.executor import BUILD_COMMAND, SubprocessExecutor
 from service.executors.local.uids import UID_BASE, UID_COUNT
 from service.runner_build import LOCAL_STAMP
 from service.settings import Settings
+from tests.conftest import REQUIRE_SUBPROCESS_ENGINE, subprocess_engine_missing
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -41,8 +42,8 @@ def runner_dir() -> Path:
     default = Settings().local_runner_dir
     if (default / "bin" / "python").exists() and (default / LOCAL_STAMP).exists():
         return default.absolute()
-    if sys.prefix == sys.base_prefix:
-        pytest.skip(f"no runner venv: run `{BUILD_COMMAND}`")
+    if REQUIRE_SUBPROCESS_ENGINE or sys.prefix == sys.base_prefix:
+        subprocess_engine_missing(f"no runner venv: run `{BUILD_COMMAND}`")
     return Path(sys.prefix)
 
 
@@ -186,7 +187,7 @@ def test_heavy_data_stack_fits_the_default_memory_limit(runs: Runs) -> None:
     wanted = ["scipy.stats", "statsmodels.api", "sklearn.linear_model", "pyarrow.parquet"]
     present = [m for m in wanted if runner_has(m)]
     if len(present) < 2:
-        pytest.skip(f"runner lacks most of {wanted}")
+        subprocess_engine_missing(f"runner lacks most of {wanted}")
     code = (
         "import pandas as pd\n"
         + "".join(f"import {m}\n" for m in present)
@@ -204,7 +205,7 @@ def test_heavy_data_stack_fits_the_default_memory_limit(runs: Runs) -> None:
 
 def test_png_artifact_via_matplotlib(runs: Runs) -> None:
     if not runner_has("matplotlib"):
-        pytest.skip("matplotlib is not installed in the runner venv")
+        subprocess_engine_missing("matplotlib is not installed in the runner venv")
     code = (
         "import glob, os\n"
         "seeded = glob.glob(os.environ['MPLCONFIGDIR'] + '/fontlist-*.json')\n"
@@ -308,7 +309,9 @@ def test_huge_file_write_hits_the_file_size_limit(runs: Runs) -> None:
 
 def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
     if not runs.executor.isolation_info().sized_tmpfs:
-        pytest.skip(f"no size-capped tmpfs here: {runs.executor.isolation_info().detail}")
+        subprocess_engine_missing(
+            f"no size-capped tmpfs here: {runs.executor.isolation_info().detail}"
+        )
     code = (
         "import os\n"
         "try:\n"
@@ -327,7 +330,9 @@ def test_work_dir_is_capped_and_off_the_host_disk(runs: Runs) -> None:
 
 def test_network_is_unreachable(runs: Runs) -> None:
     if "netns" not in runs.isolation:
-        pytest.skip(f"no network namespace here: {runs.executor.isolation_info().detail}")
+        subprocess_engine_missing(
+            f"no network namespace here: {runs.executor.isolation_info().detail}"
+        )
     # A server the gateway can reach on loopback; the sandbox has its own, empty loopback.
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -355,7 +360,9 @@ def test_network_is_unreachable(runs: Runs) -> None:
 
 def test_host_files_are_out_of_sight(runs: Runs) -> None:
     if "mountns" not in runs.isolation:
-        pytest.skip(f"no mount namespace here: {runs.executor.isolation_info().detail}")
+        subprocess_engine_missing(
+            f"no mount namespace here: {runs.executor.isolation_info().detail}"
+        )
     secret_paths = ["/etc/shadow", str(REPO / "pyproject.toml"), "/root/.bashrc"]
     code = (
         "import os\n"

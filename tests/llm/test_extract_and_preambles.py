@@ -7,6 +7,7 @@ import ast
 import pytest
 
 from service.llm.extract import extract_code, extract_json, final_json_line
+from service.llm.modifier import parse_modification
 from service.llm.preambles import loading_snippet, preamble
 from service.llm.prompts import Task, data
 
@@ -41,6 +42,24 @@ def test_extract_code(answer: str) -> None:
 def test_extract_code_prefers_the_longest_python_block() -> None:
     answer = f"```python\nimport json\n```\nand the full one:\n```python\n{CODE}```"
     assert extract_code(answer) == CODE
+
+
+@pytest.mark.parametrize(
+    "json_fence",
+    ["```json\n{body}\n```", "```\n{body}\n```", "{body}"],
+    ids=["json", "bare", "inline"],
+)
+def test_modification_takes_the_fenced_code_when_the_json_has_none(json_fence: str) -> None:
+    body = '{"changes": ["fixed"], "overrides": []}'
+    answer = f"```python\n{CODE}```\n" + json_fence.format(body=body)
+    mod = parse_modification(answer, previous_code="print('old')\n")
+    assert mod is not None and mod.code == CODE and mod.changes == ("fixed",)
+    assert extract_code(answer) == CODE
+
+
+def test_modification_without_any_code_keeps_the_previous_code() -> None:
+    mod = parse_modification('{"changes": [], "overrides": []}', previous_code="x = 1\n")
+    assert mod is not None and mod.code == "x = 1\n"
 
 
 @pytest.mark.parametrize(

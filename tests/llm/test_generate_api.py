@@ -21,6 +21,7 @@ from security.policy import StaticPolicy
 from service.api.app import create_app
 from service.pipeline.verify_loop import static_issues
 from service.settings import Settings
+from tests.conftest import REQUIRE_SUBPROCESS_ENGINE, subprocess_engine_missing
 from tests.datafiles import EMPLOYEES, employees_csv, text_pdf
 from tests.llm.openai_server import Garbage, ScriptedOpenAI, Slow
 from tests.llm.scripts import approve, fenced, issue, modification, review
@@ -30,8 +31,8 @@ def runner_dir() -> Path:
     default = Settings(_env_file=None).local_runner_dir
     if (default / "bin" / "python").exists():
         return default.absolute()
-    if sys.prefix == sys.base_prefix:
-        pytest.skip("no runner venv: run `python-coder build-runner --local`")
+    if REQUIRE_SUBPROCESS_ENGINE or sys.prefix == sys.base_prefix:
+        subprocess_engine_missing("no runner venv: run `python-coder build-runner --local`")
     return Path(sys.prefix)
 
 
@@ -422,3 +423,100 @@ def test_stored_file_staged_by_name(
     assert response.status_code == 200, response.text
     assert response.json()["result"] == {"HR": 60000.0, "IT": 100000.0, "Sales": 60000.0}
     assert "department" in llm_server.prompts()[0]  # the staged file's metadata reached it
+
+
+# --- PYTHON_CODE_POLICY=audit -----------------------------------------------------------------
+
+AUDITED_CODE = "import json, random\nprint(json.dumps({'sep': random._os.sep}))\n"
+
+
+def test_audit_mode_runs_generated_code_with_policy_findings_as_warnings(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI
+) -> None:
+    # the review runs despite the policy finding; the finding still goes back to the model
+    # once; the model keeps the code; it runs
+    llm_server.push(
+        fenced(AUDITED_CODE), approve(), modification(AUDITED_CODE, "kept: trusted sandbox")
+    )
+    response = post(api(policy="audit"), "print the path separator")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] and body["result"] == {"sep": "/"}, body
+    assert any(
+        w.startswith("policy audit:") and "private-module-attribute" in w for w in body["warnings"]
+    ), body["warnings"]
+    assert body["verification_history"][0]["action"] == "modified"
+    prompts = llm_server.prompts()
+    assert len(prompts) == 3 and "Review the Python script" in prompts[1]
+    assert "was checked and has the issues listed" in prompts[2]
+
+
+def test_enforce_mode_refuses_the_same_generated_code(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI
+) -> None:
+    llm_server.push(fenced(AUDITED_CODE), modification(AUDITED_CODE, "kept"))
+    response = post(api(), "print the path separator")
+    assert response.status_code == 422, response.text
+    assert "private-module-attribute" in response.text
+
+
+def test_fenced_code_beside_a_json_object_without_code_is_used(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI
+) -> None:
+    # a model that answers the modification with the script fenced and the changes as JSON
+    changes = json.dumps({"changes": ["iterative loop instead of recursion"], "overrides": []})
+    both = f"{fenced(FIB_ITERATIVE)}\nChanges:\n```json\n{changes}\n```\n"
+    llm_server.push(
+        fenced(FIB_RECURSIVE),
+        review(False, issue("exponential recursion", line=4)),
+        both,
+        approve(),
+    )
+    response = post(api(), "Calculate the Fibonacci sequence up to 100 using Python")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["code"].strip() == FIB_ITERATIVE.strip()
+    assert body["result"] == [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89]
+    assert body["modifications"] == ["iteration 1: iterative loop instead of recursion"]
+
+
+# --- failed generations leave metrics and an audit line ---------------------------------------
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "exec" / "audit.jsonl"  # the execution dir of make_settings
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def executions_metric(client: TestClient, outcome: str) -> float:
+    text = client.get("/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("python_coder_executions_total{") and f'outcome="{outcome}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_failed_generation_leaves_an_audit_entry_and_a_metric(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    client = api()
+    failed_before = executions_metric(client, "failed")
+    llm_server.push(Garbage())  # the model answers nonsense: 502, nothing ran
+    assert client.post("/v1/generate", data={"query": "anything"}).status_code == 502
+    entries = audit_lines(tmp_path)
+    assert [e["outcome"] for e in entries] == ["failed"], entries
+    assert entries[0]["event"] == "execution" and entries[0]["code_bytes"] == 0
+    assert executions_metric(client, "failed") == failed_before + 1
+
+
+def test_refused_generation_is_audited_as_rejected_with_its_code(
+    api: Callable[..., TestClient], llm_server: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    code = "import subprocess\nsubprocess.run(['id'])\n"
+    llm_server.push(fenced(code), modification(code, "kept"))
+    client = api()
+    assert post(client, "run id").status_code == 422
+    (entry,) = audit_lines(tmp_path)
+    assert entry["outcome"] == "rejected"
+    assert entry["code_bytes"] == len(code.encode())
