@@ -61,8 +61,10 @@ def test_tool_schemas_are_valid_json_schema_and_accept_what_the_tools_accept(
     local_gateway: Gateway,
 ) -> None:
     tools = tools_by_name(local_gateway)
-    assert set(tools) == {"execute_code", "get_environment"}  # no LLM: no generate_and_run
-    for name, function in tools.items():
+    assert "generate_and_run" not in tools  # no LLM configured
+    # The data tools' schemas are checked in test_data_tools.py.
+    for name in ("execute_code", "get_environment"):
+        function = tools[name]
         assert function["description"]
         schema = function["parameters"]
         Draft202012Validator.check_schema(schema)
