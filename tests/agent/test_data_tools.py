@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import mcp.types as types
 import pandas as pd
 import pytest
@@ -18,7 +19,6 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from service.auth.keys import add_key
 from service.auth.permissions import ROLE_PERMISSIONS, Permission, Role
@@ -276,7 +276,7 @@ def test_data_tool_failures_are_results_naming_the_problem(keyed: KeyedGateway) 
 @asynccontextmanager
 async def mcp_client(url: str, headers: dict[str, str]) -> AsyncIterator[Client]:
     async with (
-        create_mcp_http_client(headers=headers) as http,
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
         Client(streamable_http_client(url + "/mcp", http_client=http)) as client,
     ):
         yield client
