@@ -318,3 +318,36 @@ async def test_mcp_without_a_valid_key_is_401(keyed: KeyedGateway) -> None:
         )
     assert response.status_code == 401
     assert response.json()["error"] == "Unauthorized"
+
+
+STAGED_CODE = """
+import json
+import pandas as pd
+prices = pd.read_parquet(PARQUET)
+sales = pd.read_csv("sales.csv")
+print(json.dumps([len(prices), int(sales.amount.sum())]))
+"""
+
+
+async def test_mcp_query_to_parquet_then_staged_into_execute_code(keyed: KeyedGateway) -> None:
+    """read/query -> compute without the rows passing through the agent: stage by path."""
+    async with mcp_client(keyed.gateway.url, keyed.headers(Role.DATA_SCIENTIST)) as client:
+        saved = await client.call_tool(
+            "execute_query",
+            {"query": "SELECT id, price FROM products ORDER BY id", "save_as_parquet": True},
+        )
+        assert saved.is_error is False, texts(saved)
+        assert isinstance(saved.structured_content, dict)
+        stored = saved.structured_content["stored_as"]
+        assert stored and f"stored as {stored}" in texts(saved)
+        code = STAGED_CODE.replace("PARQUET", repr(Path(stored).name))
+        ran = await client.call_tool("execute_code", {"code": code, "stage": [stored, "sales.csv"]})
+        assert ran.is_error is False, texts(ran)
+        assert "[20, 16]" in texts(ran)
+        outside = await client.call_tool(
+            "execute_code", {"code": "print(1)", "stage": ["/etc/hostname"]}
+        )
+    assert outside.is_error is True
+    assert "storage roots" in texts(outside)
+    jobs = keyed.gateway.settings.execution_dir / "jobs"
+    assert not jobs.exists() or not list(jobs.iterdir())

@@ -29,6 +29,7 @@ VALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
             ],
             "timeout_s": 5,
         },
+        {"code": "print(1)", "stage": ["sales.csv", "s3://bucket/key.parquet"]},
     ],
     "get_environment": [{}],
 }
@@ -40,6 +41,7 @@ INVALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
         {"code": "print(1)", "files": [{"name": "a.csv"}]},
         {"code": "print(1)", "files": [{"name": "a", "content": "x", "encoding": "latin-1"}]},
         {"code": "print(1)", "shell": True},
+        {"code": "print(1)", "stage": "sales.csv"},
     ],
     "get_environment": [{"verbose": True}],
 }
