@@ -2,7 +2,8 @@
 
 The same trivial script goes through each surface of one live gateway (uvicorn on a loopback
 port); ``/v1/execute`` is the baseline measured in the same run, so the table shows the
-translation cost of the tool layer and of the MCP protocol.
+translation cost of the tool layer and of the MCP protocol. A second table does the same for a
+data tool: one query on the sample database, ``/v1/db/query`` being the baseline.
 
     .venv/bin/python benchmarks/bench_agent_tools.py [--repeat 10] [--engine subprocess]
 """
@@ -30,6 +31,7 @@ from service.settings import Settings
 from tests.deploy.gateway import free_port
 
 CODE = "print(1)"
+QUERY = "SELECT region, revenue FROM revenue_by_region ORDER BY region"
 
 
 async def median_s(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
@@ -42,7 +44,7 @@ async def median_s(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
     return statistics.median(samples)
 
 
-async def measure(url: str, repeat: int) -> dict[str, float]:
+async def measure(url: str, repeat: int) -> dict[str, dict[str, float]]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as http, MCPClient(url + "/mcp") as mcp:
 
         async def rest() -> object:
@@ -57,10 +59,29 @@ async def measure(url: str, repeat: int) -> dict[str, float]:
             assert not result.is_error
             return result
 
+        async def db_rest() -> object:
+            return (await http.post("/v1/db/query", json={"query": QUERY})).raise_for_status()
+
+        async def db_tools() -> object:
+            body = {"name": "execute_query", "arguments": {"query": QUERY}}
+            return (await http.post("/v1/tools/call", json=body)).raise_for_status()
+
+        async def db_mcp() -> object:
+            result = await mcp.call_tool("execute_query", {"query": QUERY})
+            assert not result.is_error
+            return result
+
         return {
-            "POST /v1/execute (baseline)": await median_s(rest, repeat),
-            "POST /v1/tools/call": await median_s(tools, repeat),
-            "MCP tools/call over /mcp": await median_s(mcp_call, repeat),
+            f"script `{CODE}`": {
+                "POST /v1/execute (baseline)": await median_s(rest, repeat),
+                "POST /v1/tools/call": await median_s(tools, repeat),
+                "MCP tools/call over /mcp": await median_s(mcp_call, repeat),
+            },
+            "execute_query on the sample database": {
+                "POST /v1/db/query (baseline)": await median_s(db_rest, repeat),
+                "POST /v1/tools/call": await median_s(db_tools, repeat),
+                "MCP tools/call over /mcp": await median_s(db_mcp, repeat),
+            },
         }
 
 
@@ -70,7 +91,11 @@ def main() -> int:
     parser.add_argument("--engine", default="subprocess", choices=["docker", "subprocess"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
-        settings = Settings(execution_dir=Path(tmp) / "exec", engine=args.engine)
+        settings = Settings(
+            execution_dir=Path(tmp) / "exec",
+            engine=args.engine,
+            storage_roots=[Path(tmp) / "data"],
+        )
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), port=port, log_level="warning", lifespan="on")
@@ -84,11 +109,13 @@ def main() -> int:
         finally:
             server.should_exit = True
             thread.join(30)
-    base = results["POST /v1/execute (baseline)"]
-    print(f"engine={args.engine}, `{CODE}`, median of {args.repeat}")
-    print(f"{'surface':32} {'median ms':>10} {'vs baseline':>12}")
-    for name, seconds in results.items():
-        print(f"{name:32} {seconds * 1000:10.1f} {(seconds - base) * 1000:+11.1f}")
+    print(f"engine={args.engine}, median of {args.repeat}")
+    for title, table in results.items():
+        base = next(iter(table.values()))
+        print(f"\n{title}")
+        print(f"{'surface':32} {'median ms':>10} {'vs baseline':>12}")
+        for name, seconds in table.items():
+            print(f"{name:32} {seconds * 1000:10.1f} {(seconds - base) * 1000:+11.1f}")
     return 0
 
 

@@ -12,8 +12,9 @@ Failures the model caused or can react to are *results*, so an agent sees them a
 only a wrong tool name or a missing permission is raised for the adapter to map (MCP turns
 those into ``isError`` results too, REST into 404/403).
 
-New tools (sessions, ``install_package``, ``run_script``, database and storage tools) are
-one more ``Tool(...)`` entry in ``build_catalogue``.
+New tools (sessions, ``install_package``, ``run_script``) are one more ``Tool(...)`` entry in
+``build_catalogue``; the database and storage tools come from their own table
+(``service/tools/registry.py``) through one adapter (``agent_tools/data.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from service.errors import NotFound, PythonCoderError
 from service.executors.registry import ExecutorRegistry
 from service.models import ToolResult
 from service.settings import Settings
+from service.tools.registry import DataTools
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ToolContext:
     settings: Settings
     executors: ExecutorRegistry
     policy: StaticPolicy
+    data_tools: DataTools  # databases and storage roots
     # Where artifact URLs are rooted (``http://host:port``); None in-process (stdio), where
     # artifacts are named by their path on disk instead.
     base_url: str | None = None
@@ -139,10 +142,11 @@ def _with_findings(message: str, detail: dict[str, Any] | None) -> str:
 
 
 def build_catalogue() -> Catalogue:
+    from service.agent_tools.data import DATA_TOOLS
     from service.agent_tools.environment import GET_ENVIRONMENT
     from service.agent_tools.execute import EXECUTE_CODE, GENERATE_AND_RUN
 
-    return Catalogue([EXECUTE_CODE, GET_ENVIRONMENT, GENERATE_AND_RUN])
+    return Catalogue([EXECUTE_CODE, GET_ENVIRONMENT, GENERATE_AND_RUN, *DATA_TOOLS])
 
 
 CATALOGUE = build_catalogue()

@@ -22,6 +22,7 @@ from service.models import ExecutionResponse, InlineFile, ToolImage, ToolResult
 from service.pipeline.execute import run_execution
 from service.pipeline.generate import run_generation
 from service.pipeline.jobs import Upload, artifacts_root, intake_uploads, open_job
+from service.pipeline.staging import stage_uploads
 
 CHUNK = 1024 * 1024
 # Plots returned inline; more (or bigger) ones stay downloadable as artifacts.
@@ -47,6 +48,14 @@ class ExecuteCodeArgs(BaseModel):
         ),
     )
     files: list[InlineFile] = Field(default_factory=list, description=FILES_DESCRIPTION)
+    stage: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Stored files to copy into the working directory under their last path component: "
+            "paths under the storage roots (list_files), s3://bucket/key, or the stored_as of "
+            "execute_query with save_as_parquet. Rows never pass through the conversation."
+        ),
+    )
     timeout_s: float | None = Field(
         default=None,
         gt=0,
@@ -84,8 +93,9 @@ def _require_enabled(ctx: ToolContext) -> None:
 async def execute_code(ctx: ToolContext, args: ExecuteCodeArgs) -> ToolResult:
     _require_enabled(ctx)
     executor = ctx.executors.get(None)
+    staged = await stage_uploads(args.stage, ctx.data_tools, ctx.principal, ctx.settings)
     async with open_job(ctx.settings) as job:
-        await intake_uploads(job, _uploads(args.files), ctx.settings)
+        await intake_uploads(job, [*_uploads(args.files), *staged], ctx.settings)
         response = await run_execution(
             job,
             args.code,
@@ -214,9 +224,10 @@ EXECUTE_CODE = Tool(
     name="execute_code",
     description=(
         "Run Python 3 code in a fresh, isolated sandbox without network access (pandas, numpy, "
-        "scipy, matplotlib, scikit-learn and more are installed). Optional input files land in "
-        "the working directory. Returns stdout, stderr, and the files the script wrote: PNG "
-        "plots as images, other files as download links. Nothing persists between calls."
+        "scipy, matplotlib, scikit-learn and more are installed). Input files (inline, or stored "
+        "files staged by path) land in the working directory. Returns stdout, stderr, and the "
+        "files the script wrote: PNG plots as images, other files as download links. Nothing "
+        "persists between calls."
     ),
     args=ExecuteCodeArgs,
     permission=Permission.EXECUTE,

@@ -38,6 +38,7 @@ def http_tool_context(ctx: ServerRequestContext[Any, Any]) -> ToolContext:
         settings=state.settings,
         executors=state.executors,
         policy=state.policy,
+        data_tools=state.data_tools,
         base_url=str(request.base_url).rstrip("/"),
     )
 

@@ -26,7 +26,9 @@ ContextOf = Callable[[ServerRequestContext[Any, Any]], ToolContext]
 INSTRUCTIONS = (
     "python-coder runs Python in isolated sandboxes without network. Use execute_code to run "
     "code against files you pass inline; plots saved as PNG come back as images. "
-    "get_environment lists the installed packages and limits."
+    "get_environment lists the installed packages and limits. Read-only SQL (execute_query, "
+    "list_tables, get_schema, describe_table, get_table_sample) and file storage (read_file, "
+    "read_csv, read_parquet, list_files, write_file) are offered as your key's role allows."
 )
 
 

@@ -20,12 +20,16 @@ from service.cleanup import ArtifactSweeper, shutdown
 from service.executors.registry import ExecutorRegistry
 from service.mcp.server import build_server
 from service.settings import Settings
+from service.tools.registry import DataTools
 
 log = logging.getLogger(__name__)
 
 
 async def serve_stdio(settings: Settings) -> None:
     settings.execution_dir.mkdir(parents=True, exist_ok=True)
+    # Databases (the sample SQLite one when none is configured) and storage roots, first: a
+    # bad DATABASE_URL stops the start before any engine is up.
+    data_tools = DataTools.from_settings(settings)
     # A desktop agent calls again and again: keep a warm pool like the HTTP gateway does.
     registry = ExecutorRegistry(settings, pooled=True)
     registry.open_slots()
@@ -36,6 +40,7 @@ async def serve_stdio(settings: Settings) -> None:
         settings=settings,
         executors=registry,
         policy=StaticPolicy(),
+        data_tools=data_tools,
     )
     server = build_server(CATALOGUE, lambda _request: ctx)
     log.info("python-coder MCP on stdio: %s", registry.describe())
@@ -43,9 +48,12 @@ async def serve_stdio(settings: Settings) -> None:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
     finally:
-        # Drain the pool, wait for running jobs, then kill leftovers.
-        await shutdown(settings, registry, sweeper)
-        await anyio.to_thread.run_sync(registry.close)
+        try:
+            # Drain the pool, wait for running jobs, then kill leftovers.
+            await shutdown(settings, registry, sweeper)
+            await anyio.to_thread.run_sync(registry.close)
+        finally:
+            data_tools.close()
 
 
 def mcp_command() -> int:

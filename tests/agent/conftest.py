@@ -47,6 +47,10 @@ def agent_settings(tmp: Path, engine: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "execution_dir": tmp / "exec",
         "engine": engine,
+        # The data tools: the sample SQLite database (made in execution_dir) and one root.
+        "database_url": None,
+        "databases": {},
+        "storage_roots": [tmp / "data"],
         "llm_base_url": None,
         "llm_api_key": None,
     }

@@ -3,6 +3,7 @@ MCP reports a refusal (a tool error, not a protocol error)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mcp.types as types
@@ -16,6 +17,7 @@ from service.auth.permissions import Permission, Principal, Role
 from service.errors import Forbidden, NotFound
 from service.executors.registry import ExecutorRegistry
 from service.mcp.server import build_server
+from service.tools.registry import DataTools
 from tests.agent.conftest import agent_settings
 
 
@@ -44,20 +46,33 @@ QUERY_TOOL = Tool(
 )
 
 
-def context(tmp_path: Path, role: Role, **overrides: object) -> ToolContext:
-    settings = agent_settings(tmp_path, "subprocess", **overrides)
-    return ToolContext(
-        principal=Principal(identity=f"key:{role.value}", role=role),
-        settings=settings,
-        executors=ExecutorRegistry(settings),
-        policy=StaticPolicy(),
-    )
+ContextFor = Callable[..., ToolContext]
 
 
-async def test_callers_see_and_call_only_what_their_role_allows(tmp_path: Path) -> None:
+@pytest.fixture
+def context(tmp_path: Path) -> Iterator[ContextFor]:
+    made: list[DataTools] = []
+
+    def make(role: Role, **overrides: object) -> ToolContext:
+        settings = agent_settings(tmp_path, "subprocess", **overrides)
+        made.append(DataTools.from_settings(settings))
+        return ToolContext(
+            principal=Principal(identity=f"key:{role.value}", role=role),
+            settings=settings,
+            executors=ExecutorRegistry(settings),
+            policy=StaticPolicy(),
+            data_tools=made[-1],
+        )
+
+    yield make
+    for tools in made:
+        tools.close()
+
+
+async def test_callers_see_and_call_only_what_their_role_allows(context: ContextFor) -> None:
     catalogue = Catalogue([SCRIPT_TOOL, QUERY_TOOL])
-    scientist = context(tmp_path, Role.DATA_SCIENTIST)  # may query, may not run scripts
-    engineer = context(tmp_path, Role.DATA_ENGINEER)
+    scientist = context(Role.DATA_SCIENTIST)  # may query, may not run scripts
+    engineer = context(Role.DATA_ENGINEER)
     assert [t.name for t in catalogue.tools_for(scientist)] == ["query"]
     assert [t.name for t in catalogue.tools_for(engineer)] == ["run_script", "query"]
 
@@ -69,9 +84,9 @@ async def test_callers_see_and_call_only_what_their_role_allows(tmp_path: Path) 
         await catalogue.call("nope", {}, engineer)
 
 
-async def test_mcp_turns_a_refusal_into_a_tool_error(tmp_path: Path) -> None:
+async def test_mcp_turns_a_refusal_into_a_tool_error(context: ContextFor) -> None:
     catalogue = Catalogue([SCRIPT_TOOL, QUERY_TOOL])
-    scientist = context(tmp_path, Role.DATA_SCIENTIST)
+    scientist = context(Role.DATA_SCIENTIST)
     async with Client(build_server(catalogue, lambda _request: scientist)) as client:
         listed = await client.list_tools()
         assert [t.name for t in listed.tools] == ["query"]
@@ -85,8 +100,10 @@ async def test_mcp_turns_a_refusal_into_a_tool_error(tmp_path: Path) -> None:
     assert allowed.structured_content == {"by": "key:data_scientist"}
 
 
-def test_generate_and_run_is_offered_only_with_a_model(tmp_path: Path, no_llm_env: None) -> None:
-    without = context(tmp_path, Role.ADMIN)
-    with_model = context(tmp_path, Role.ADMIN, llm_base_url="http://127.0.0.1:9/v1")
+def test_generate_and_run_is_offered_only_with_a_model(
+    context: ContextFor, no_llm_env: None
+) -> None:
+    without = context(Role.ADMIN)
+    with_model = context(Role.ADMIN, llm_base_url="http://127.0.0.1:9/v1")
     assert "generate_and_run" not in {t.name for t in CATALOGUE.tools_for(without)}
     assert "generate_and_run" in {t.name for t in CATALOGUE.tools_for(with_model)}

@@ -17,6 +17,7 @@ from service.client import (
     ServiceUnavailableError,
 )
 from service.models import Artifact, ExecutionResponse, ToolResult
+from service.tools.registry import TOOLS as DATA_TOOLS
 from tests.agent.conftest import PLOT_CODE, SALES_CSV, Gateway
 from tests.deploy.gateway import free_port
 
@@ -81,7 +82,7 @@ def test_sync_client_raises_typed_errors_from_the_error_body(
 async def test_async_client_lists_and_calls_tools(local_gateway: Gateway, tmp_path: Path) -> None:
     async with AsyncClient(local_gateway.url) as gateway:
         names = [t["function"]["name"] for t in await gateway.tools()]
-        assert names == ["execute_code", "get_environment"]
+        assert names == ["execute_code", "get_environment", *(spec.name for spec in DATA_TOOLS)]
         called = await gateway.call_tool(
             "execute_code",
             {"code": PLOT_CODE, "files": [{"name": "sales.csv", "content": SALES_CSV}]},

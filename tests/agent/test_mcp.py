@@ -11,6 +11,7 @@ import mcp.types as types
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from service.tools.registry import TOOLS as DATA_TOOLS
 from tests.agent.conftest import PLOT_CODE, SALES_CSV, Gateway
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -104,10 +105,32 @@ def stdio_params(tmp_path: Path) -> StdioServerParameters:
         # Whatever a developer's .env says: no model, so generate_and_run is not offered.
         "PYTHON_CODE_LLM_BASE_URL": "",
         "PYTHON_CODE_LLM_API_KEY": "",
+        # The data tools: the sample database (made in the execution dir) and one root.
+        "PYTHON_CODE_STORAGE_ROOTS": str(tmp_path / "data"),
     }
     return StdioServerParameters(
         command=sys.executable, args=["-m", "service.cli", "mcp"], env=env, cwd=str(REPO)
     )
+
+
+async def data_tools(client: Client, root: Path) -> None:
+    """The database and storage tools, as the local operator (who may use them all)."""
+    listed = {tool.name for tool in (await client.list_tools()).tools}
+    assert {spec.name for spec in DATA_TOOLS} <= listed
+    query = await client.call_tool("execute_query", {"query": "SELECT count(*) FROM customers"})
+    assert query.is_error is False, texts(query)
+    assert isinstance(query.structured_content, dict)
+    assert query.structured_content["row_count"] == 1
+    written = await client.call_tool("write_file", {"file_path": "sales.csv", "content": SALES_CSV})
+    assert written.is_error is False, texts(written)
+    assert (root / "sales.csv").read_text() == SALES_CSV
+    table = await client.call_tool("read_csv", {"file_path": "sales.csv", "n_rows": 2})
+    assert table.is_error is False, texts(table)
+    assert isinstance(table.structured_content, dict)
+    assert table.structured_content["rows"] == [[1, 10], [2, 12]]
+    assert table.structured_content["truncated"] is True
+    outside = await client.call_tool("read_file", {"file_path": "/etc/hostname"})
+    assert outside.is_error is True and "storage roots" in texts(outside)
 
 
 async def test_mcp_over_stdio_serves_the_same_tools(tmp_path: Path) -> None:
@@ -115,6 +138,7 @@ async def test_mcp_over_stdio_serves_the_same_tools(tmp_path: Path) -> None:
         async with Client(stdio_client(stdio_params(tmp_path), errlog=errlog)) as client:
             result = await exercise(client)
             await tool_errors(client)
+            await data_tools(client, tmp_path / "data")
     # No gateway to download from: artifacts are named by their path on disk.
     paths = {a["name"]: a["path"] for a in result.structured_content["artifacts"]}
     summary = Path(paths["summary.csv"])

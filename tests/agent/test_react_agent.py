@@ -12,6 +12,7 @@ import pytest
 from openai import OpenAI
 
 from service.client import Client
+from service.tools.registry import TOOLS as DATA_TOOLS
 from tests.agent.conftest import SALES_CSV, Gateway
 from tests.llm.openai_server import ScriptedOpenAI, ToolCalls
 
@@ -71,7 +72,8 @@ def test_the_loop_calls_execute_code_and_answers_from_its_output(
 
     # The model was offered the gateway's tools and saw each observation.
     first, second, third = llm_server.requests
-    assert {t["function"]["name"] for t in first["tools"]} == {"execute_code", "get_environment"}
+    offered = {t["function"]["name"] for t in first["tools"]}
+    assert offered == {"execute_code", "get_environment", *(spec.name for spec in DATA_TOOLS)}
     assert "sales.csv" in first["messages"][0]["content"]
     assert second["messages"][-1]["role"] == "tool"
     assert "static policy rejected" in second["messages"][-1]["content"]

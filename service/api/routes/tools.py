@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.agent_tools import CATALOGUE, ToolContext, ToolResult
-from service.api.deps import PolicyDep, PrincipalDep, RegistryDep, SettingsDep
+from service.api.deps import DataToolsDep, PolicyDep, PrincipalDep, RegistryDep, SettingsDep
 from service.errors import InvalidRequest, PayloadTooLarge
 
 router = APIRouter(prefix="/v1/tools", tags=["tools"])
@@ -25,12 +25,14 @@ def tool_context(
     settings: SettingsDep,
     registry: RegistryDep,
     policy: PolicyDep,
+    data_tools: DataToolsDep,
 ) -> ToolContext:
     return ToolContext(
         principal=principal,
         settings=settings,
         executors=registry,
         policy=policy,
+        data_tools=data_tools,
         base_url=str(request.base_url).rstrip("/"),
     )
 
