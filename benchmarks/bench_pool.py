@@ -150,7 +150,9 @@ class Gateway:
 
 def docker_run_argv(settings: Settings, runtime: str | None, code: str) -> list[str]:
     argv = ["docker", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL"]
-    argv += ["--security-opt", "no-new-privileges", "--tmpfs", "/tmp", "--user", "10001"]
+    argv += ["--security-opt", "no-new-privileges", "--tmpfs", "/tmp", "--user", "10001:10001"]
+    argv += ["--tmpfs", "/work:rw,nosuid,nodev,noexec,uid=10001,gid=10001", "-w", "/work"]
+    argv += ["-e", "MPLBACKEND=Agg", "-e", "HOME=/tmp"]
     argv += ["--memory", f"{settings.max_memory}m", "--pids-limit", str(settings.pids_limit)]
     if runtime:
         argv += ["--runtime", runtime]

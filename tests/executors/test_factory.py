@@ -84,7 +84,7 @@ def test_auto_picks_docker_when_it_answers(
         assert isinstance(executor, DockerExecutor)
         (line,) = [r.getMessage() for r in caplog.records if r.name == "service.executors.registry"]
         assert line.startswith("engine=docker (Docker ")
-        assert line.endswith(f", image {Settings().image}, runtime runc)")
+        assert line.endswith(f"image {Settings().image}, runtime runc)")
     finally:
         executor.close()
 

@@ -34,8 +34,14 @@ def support() -> cgroups.CgroupSupport:
 
 
 def ours(support: cgroups.CgroupSupport) -> list[Path]:
-    """Job cgroups of ours that exist now, in every hierarchy we use."""
-    return sorted(p for parent in support.parents.values() for p in parent.glob("python-coder-*"))
+    """Job cgroups of cold runs that exist now, in every hierarchy we use (a warm pool's,
+    ``python-coder-pool-*``, belong to whatever gateway runs beside the tests)."""
+    return sorted(
+        p
+        for parent in support.parents.values()
+        for p in parent.glob("python-coder-*")
+        if not p.name.startswith("python-coder-pool-")
+    )
 
 
 @pytest.fixture
