@@ -6,6 +6,7 @@
     ├── Unauthorized                401  no or unknown API key
     ├── Forbidden                   403  the caller's role lacks the permission
     ├── RateLimited                 429  the caller's key is over its rate or job quota
+    │   └── QueueFull               429  the run queue is full, or a job waited past its cap
     ├── NotFound                    404  unknown execution, artifact, database, table or file
     ├── PathNotAllowed              403  a storage path outside the roots, a symlink, a device
     ├── QueryRejected               422  the SQL guard refused the statement (not read-only)
@@ -63,6 +64,10 @@ class RateLimited(PythonCoderError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message, detail={"retry_after_s": retry_after_s})
         self.retry_after_s = retry_after_s
+
+
+class QueueFull(RateLimited):
+    """The gateway is saturated (not this caller's quota): come back after ``retry_after_s``."""
 
 
 class NotFound(PythonCoderError):

@@ -20,6 +20,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (se.InvalidRequest, 400),
     (se.Unauthorized, 401),
     (se.Forbidden, 403),
+    (se.QueueFull, 429),
     (se.RateLimited, 429),
     (se.NotFound, 404),
     (se.PathNotAllowed, 403),

@@ -67,7 +67,7 @@ async def run_generation(
             + "; ".join(i.message for i in loop.remaining)
         )
 
-    run = await run_code(job, code, executor, settings, timeout_s)
+    run = await run_code(job, code, executor, settings, timeout_s, caller=caller.identity)
     for repair_round in range(1, settings.max_repair_rounds + 1):
         if run.success:
             break
@@ -102,7 +102,7 @@ async def run_generation(
         job.timings["repair"] = (
             job.timings.get("repair", 0.0) + time.perf_counter() - repair_started
         )
-        run = await run_code(job, code, executor, settings, timeout_s)
+        run = await run_code(job, code, executor, settings, timeout_s, caller=caller.identity)
 
     parsed, result = final_json_line(run.stdout)
     if run.success and run.stdout.strip() and not parsed:

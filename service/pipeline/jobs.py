@@ -8,7 +8,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from urllib.parse import quote
 import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
-from service.auth.permissions import Principal
+from service.auth.permissions import LOCAL_OPERATOR, Principal
 from service.errors import EngineUnavailable, InvalidRequest
 from service.executors.base import (
     Executor,
@@ -123,14 +123,21 @@ def run_limits(settings: Settings, timeout_s: float | None) -> RunLimits:
 
 
 async def run_code(
-    job: Job, code: str, executor: Executor, settings: Settings, timeout_s: float | None
+    job: Job,
+    code: str,
+    executor: Executor,
+    settings: Settings,
+    timeout_s: float | None,
+    *,
+    caller: str = LOCAL_OPERATOR.identity,
 ) -> RunResult:
     """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop).
 
     At most ``max_concurrent_runs`` sandboxes run at once (the executor's ``slots``, shared
-    by the app's engines); the others wait here, on the event loop, without holding a worker
-    thread. Each run starts with an empty output dir, so a repaired run never serves files
-    its failed predecessor left.
+    by the app's engines); the others wait in the app's ``RunQueue``, on the event loop,
+    without holding a worker thread: bounded (``QueueFull``, a 429, beyond it) and served
+    round-robin by ``caller``. Each run starts with an empty output dir, so a repaired run
+    never serves files its failed predecessor left.
     """
     request = RunRequest(
         job_id=job.id,
@@ -150,10 +157,12 @@ async def run_code(
         with track_active_container(executor.name, job.id):
             return executor.run(request)
 
+    queue = executor.queue
     try:
-        return await anyio.to_thread.run_sync(
-            run_tracked, limiter=executor.slots, abandon_on_cancel=False
-        )
+        async with queue.slot(caller) if queue is not None else nullcontext():
+            return await anyio.to_thread.run_sync(
+                run_tracked, limiter=executor.slots, abandon_on_cancel=False
+            )
     finally:
         job.timings["queued"] = job.timings.get("queued", 0.0) + started - waiting
         job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started
