@@ -53,14 +53,19 @@ async def cancel_on_disconnect(
             await anyio.sleep(RECANCEL_S)
 
     result: T | None = None
+    error: Exception | None = None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(watch)
         try:
             with work_scope:
                 result = await work()
+        except Exception as exc:  # raised outside the task group: not as an ExceptionGroup
+            error = exc
         finally:
             finished = True
             tasks.cancel_scope.cancel()
     if gone:
         raise ClientDisconnect()
+    if error is not None:
+        raise error
     return cast(T, result)
