@@ -96,7 +96,13 @@ class LocalSandbox(Sandbox):
         return not self._disposed and self.proc.poll() is None
 
     def kill(self) -> None:
+        # bubblewrap starts the harness in a session of its own: the process group alone
+        # misses the script, so the job's cgroup and uid are killed too (cancellation).
         _kill_group(self.proc.pid)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        if self.lease is not None:
+            kill_uid(self.lease.uid)
 
     def run(self, request: RunRequest) -> RunResult:
         started = time.monotonic()
