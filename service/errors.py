@@ -17,7 +17,8 @@
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
     ├── EngineUnavailable           503  no engine can run code now
-    │   └── RunnerImageMissing      503  engine up, runner image absent (names the build command)
+    │   ├── RunnerImageMissing      503  engine up, runner image absent (names the build command)
+    │   └── DiskFull                503  the execution dir ran out of space (ENOSPC) mid-job
     ├── LLMNotConfigured            503  generation asked for, no model configured
     ├── LLMError                    502  the model endpoint failed or answered garbage
     │   └── LLMTimeout              504  the model endpoint did not answer in time
@@ -111,6 +112,10 @@ class EngineUnavailable(PythonCoderError):
 
 
 class RunnerImageMissing(EngineUnavailable):
+    pass
+
+
+class DiskFull(EngineUnavailable):
     pass
 
 

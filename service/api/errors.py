@@ -32,6 +32,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (se.PolicyViolation, 422),
     (se.VerificationFailed, 422),
     (se.RunnerImageMissing, 503),
+    (se.DiskFull, 503),
     (se.EngineUnavailable, 503),
     (se.LLMNotConfigured, 503),
     (se.LLMTimeout, 504),

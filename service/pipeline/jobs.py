@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import mimetypes
 import shutil
@@ -18,7 +19,7 @@ import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
 from service.auth.permissions import LOCAL_OPERATOR, Principal
-from service.errors import EngineUnavailable, InvalidRequest
+from service.errors import DiskFull, EngineUnavailable, InvalidRequest
 from service.executors.base import (
     Executor,
     InputFile,
@@ -84,10 +85,31 @@ async def open_job(settings: Settings) -> AsyncIterator[Job]:
     job = Job(id=job_id, root=root, input_dir=root / "inputs", output_dir=output_dir)
     try:
         yield job
+    except Exception as exc:
+        # A job that ends in an error serves no files: what it wrote so far goes now.
+        shutil.rmtree(output_dir, ignore_errors=True)
+        if _out_of_space(exc) and not isinstance(exc, DiskFull):
+            raise DiskFull(
+                "the execution dir (PYTHON_CODE_EXECUTION_DIR) ran out of space during the job; "
+                "retry later (expired artifacts are swept every PYTHON_CODE_CLEANUP_INTERVAL_S)"
+            ) from exc
+        raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if output_dir.exists() and not any(output_dir.iterdir()):
             output_dir.rmdir()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """Is ENOSPC/EDQUOT anywhere in the chain (engines wrap what they caught, ``from exc``)?"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def intake_limits(settings: Settings) -> IntakeLimits:

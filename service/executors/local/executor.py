@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from runner_image import protocol
-from service.errors import EngineUnavailable, ExecutorError
+from service.errors import DiskFull, EngineUnavailable, ExecutorError
 from service.executors.base import Executor, Readiness, RunLimits, RunRequest, RunResult, Sandbox
 from service.executors.local import cgroups
 from service.executors.local.bwrap import HARNESS_DIR, HARNESS_FILES, sandbox_command
@@ -143,6 +143,8 @@ class LocalSandbox(Sandbox):
                 error=f"the sandbox did not finish within {outer:g} s and was killed",
                 isolation=isolation,
             )
+        if reader.disk_full is not None:
+            raise reader.disk_full
         if reader.received is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
@@ -644,11 +646,14 @@ class _ResultReader:
         self._request = request
         self.received: ReceivedResult | None = None
         self.error: str | None = None
+        self.disk_full: DiskFull | None = None  # raised on the request's thread
 
     def run(self) -> None:
         try:
             self.received = receive_result(self._stdout.read, self._request)
-        except (protocol.ProtocolError, OSError, ValueError) as exc:
+        except (protocol.ProtocolError, OSError, ValueError, DiskFull) as exc:
+            if isinstance(exc, DiskFull):
+                self.disk_full = exc
             self.error = f"bad result frame: {exc}"
             with contextlib.suppress(OSError, ValueError):
                 while self._stdout.read(1 << 16):
