@@ -6,6 +6,7 @@
     ├── Unauthorized                401  no or unknown API key
     ├── Forbidden                   403  the caller's role lacks the permission
     ├── RateLimited                 429  the caller's key is over its rate or job quota
+    │   └── QueueFull               429  the run queue is full, or a job waited past its cap
     ├── NotFound                    404  unknown execution, artifact, database, table or file
     ├── PathNotAllowed              403  a storage path outside the roots, a symlink, a device
     ├── QueryRejected               422  the SQL guard refused the statement (not read-only)
@@ -16,7 +17,8 @@
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
     ├── EngineUnavailable           503  no engine can run code now
-    │   └── RunnerImageMissing      503  engine up, runner image absent (names the build command)
+    │   ├── RunnerImageMissing      503  engine up, runner image absent (names the build command)
+    │   └── DiskFull                503  the execution dir ran out of space (ENOSPC) mid-job
     ├── LLMNotConfigured            503  generation asked for, no model configured
     ├── LLMError                    502  the model endpoint failed or answered garbage
     │   └── LLMTimeout              504  the model endpoint did not answer in time
@@ -65,6 +67,10 @@ class RateLimited(PythonCoderError):
         self.retry_after_s = retry_after_s
 
 
+class QueueFull(RateLimited):
+    """The gateway is saturated (not this caller's quota): come back after ``retry_after_s``."""
+
+
 class NotFound(PythonCoderError):
     pass
 
@@ -106,6 +112,10 @@ class EngineUnavailable(PythonCoderError):
 
 
 class RunnerImageMissing(EngineUnavailable):
+    pass
+
+
+class DiskFull(EngineUnavailable):
     pass
 
 

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     cpus: float = Field(1.0, gt=0)
     pids_limit: int = 128
     max_concurrent_runs: int = Field(4, ge=1, description="sandboxes at once; more jobs queue")
+    # The run queue in front of the sandboxes (service/executors/queue.py): beyond this many
+    # waiting jobs, or after waiting this long, a job is refused with 429 and Retry-After.
+    max_queued_runs: int = Field(32, ge=0, description="jobs waiting for a sandbox at most")
+    max_queue_wait_s: float = Field(60.0, gt=0, description="a job waits this long at most")
     tmpfs_size_mb: int = 1024  # the work dir inside the container (inputs + outputs)
     max_timeout: int = 600
     local_runner_dir: Path = Path("./.runner-venv")

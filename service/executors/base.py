@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from anyio import CapacityLimiter
 
     from service.executors.pool import WarmPool
+    from service.executors.queue import RunQueue
     from service.settings import Settings
 
 # The label every container we start carries; cleanup and leak checks select on it.
@@ -207,6 +208,8 @@ class Executor(ABC):
         # The app's sandbox slots (an anyio CapacityLimiter shared by its engines), set by the
         # registry; None: the caller's default (anyio's worker-thread limit).
         self.slots: CapacityLimiter | None = None
+        # The bounded, fair queue in front of the slots (set with them); None: no queue.
+        self.queue: RunQueue | None = None
 
     @abstractmethod
     def provision(

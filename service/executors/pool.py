@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import PythonCoderError
+from service.errors import PythonCoderError, RunnerImageMissing
 from service.executors.base import POOL_PREIMPORT, Executor, RunLimits, RunRequest, Sandbox
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,18 @@ class WarmPool:
             self._dispose(sandbox)
         return fingerprint
 
+    def _drain_all(self, reason: str) -> None:
+        with self._cond:
+            stale = [sb for sb, _ in self._idle]
+            self._idle.clear()
+            self._fingerprint = None  # fillers re-read it before they keep a new sandbox
+            self.stats.drained += len(stale)
+            self._cond.notify_all()
+        if stale:
+            log.warning("%s pool drained (%d sandboxes): %s", self.engine, len(stale), reason)
+        for sandbox in stale:
+            self._dispose(sandbox)
+
     def _keep(self) -> None:
         next_fingerprint = 0.0
         while True:
@@ -239,6 +251,11 @@ class WarmPool:
                 next_fingerprint = now + FINGERPRINT_INTERVAL_S
                 try:
                     self._refresh_fingerprint()
+                except RunnerImageMissing as exc:
+                    # The runner these sandboxes came from is gone (removed while serving):
+                    # none of them is handed out any more; requests run cold and get the 503.
+                    self._drain_all(exc.message)
+                    self._failed(exc.message)
                 except PythonCoderError as exc:
                     self._failed(exc.message)
                 except Exception as exc:

@@ -18,6 +18,7 @@ import anyio
 
 from service.errors import EngineUnavailable, InvalidRequest
 from service.executors.base import Executor, Readiness, limits_from_settings
+from service.executors.queue import RunQueue
 
 if TYPE_CHECKING:
     from service.executors.pool import WarmPool
@@ -118,12 +119,20 @@ class ExecutorRegistry:
         self._default: str | None = None
         self._closed = False
         self.slots: anyio.CapacityLimiter | None = None
+        self.queue: RunQueue | None = None
 
     def open_slots(self) -> None:
-        """Create the app's sandbox slots (``max_concurrent_runs``); in the event loop."""
+        """Create the app's sandbox slots (``max_concurrent_runs``) and the bounded, fair
+        queue in front of them; in the event loop."""
         self.slots = anyio.CapacityLimiter(self.settings.max_concurrent_runs)
+        self.queue = RunQueue(
+            self.settings.max_concurrent_runs,
+            max_queued=self.settings.max_queued_runs,
+            max_wait_s=self.settings.max_queue_wait_s,
+        )
         for executor in self.executors():
             executor.slots = self.slots
+            executor.queue = self.queue
 
     def get(self, engine: str | None = None) -> Executor:
         """The executor for ``engine``; ``None``/``auto`` mean the default engine."""
@@ -140,6 +149,7 @@ class ExecutorRegistry:
             else:
                 self._executors[executor.name] = executor
                 executor.slots = self.slots
+                executor.queue = self.queue
                 log.info("engine=%s (%s)", executor.name, reason)
                 self._start_pool(executor)
             if wanted in ("auto", self.settings.engine):

@@ -11,6 +11,7 @@ harness the script tampered with gets no more room than an honest one.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner_image.protocol import ProtocolError, copy_exact, read_header
+from service.errors import DiskFull
 from service.executors.base import ProducedFile, RunLimits, RunRequest, RunResult, SkippedFile
 
 # The harness lists at most this many files it did not return; the gateway holds it to that.
@@ -76,10 +78,18 @@ def receive_artifacts(
             raise ProtocolError("runner sent more artifact bytes than allowed")
         name = entry["name"]
         path = safe_artifact_path(request.output_dir, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as out:
-            copy_exact(read, out.write, size)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as out:
+                copy_exact(read, out.write, size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # our disk, not the sandbox's fault
+                raise DiskFull(
+                    "the execution dir (PYTHON_CODE_EXECUTION_DIR) ran out of space while "
+                    "receiving the script's files; retry later"
+                ) from exc
+            raise
         produced.append(ProducedFile(name=name, size=size, path=path))
     return tuple(produced)
 

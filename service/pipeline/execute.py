@@ -69,7 +69,7 @@ async def run_execution(
             outcome = "rejected"
             raise
         job.timings["policy"] = time.perf_counter() - started
-        run = await run_code(job, code, executor, settings, timeout_s)
+        run = await run_code(job, code, executor, settings, timeout_s, caller=caller.identity)
         outcome, engine = outcome_of(run), run.engine
     finally:
         job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)

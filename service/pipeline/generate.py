@@ -86,7 +86,7 @@ async def run_generation(
                 + "; ".join(i.message for i in loop.remaining)
             )
 
-        run = await run_code(job, code, executor, settings, timeout_s)
+        run = await run_code(job, code, executor, settings, timeout_s, caller=caller.identity)
         outcome, engine = outcome_of(run), run.engine
         for repair_round in range(1, settings.max_repair_rounds + 1):
             if run.success:
@@ -128,7 +128,7 @@ async def run_generation(
             job.timings["repair"] = (
                 job.timings.get("repair", 0.0) + time.perf_counter() - repair_started
             )
-            run = await run_code(job, code, executor, settings, timeout_s)
+            run = await run_code(job, code, executor, settings, timeout_s, caller=caller.identity)
             outcome, engine = outcome_of(run), run.engine
 
         parsed, result = final_json_line(run.stdout)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import mimetypes
 import shutil
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from urllib.parse import quote
 import anyio
 
 from files.intake import FileIntake, IntakeLimits, StoredFile
-from service.auth.permissions import Principal
-from service.errors import EngineUnavailable, InvalidRequest
+from service.auth.permissions import LOCAL_OPERATOR, Principal
+from service.errors import DiskFull, EngineUnavailable, InvalidRequest
 from service.executors.base import (
     Executor,
     InputFile,
@@ -84,10 +85,31 @@ async def open_job(settings: Settings) -> AsyncIterator[Job]:
     job = Job(id=job_id, root=root, input_dir=root / "inputs", output_dir=output_dir)
     try:
         yield job
+    except Exception as exc:
+        # A job that ends in an error serves no files: what it wrote so far goes now.
+        shutil.rmtree(output_dir, ignore_errors=True)
+        if _out_of_space(exc) and not isinstance(exc, DiskFull):
+            raise DiskFull(
+                "the execution dir (PYTHON_CODE_EXECUTION_DIR) ran out of space during the job; "
+                "retry later (expired artifacts are swept every PYTHON_CODE_CLEANUP_INTERVAL_S)"
+            ) from exc
+        raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if output_dir.exists() and not any(output_dir.iterdir()):
             output_dir.rmdir()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """Is ENOSPC/EDQUOT anywhere in the chain (engines wrap what they caught, ``from exc``)?"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def intake_limits(settings: Settings) -> IntakeLimits:
@@ -123,14 +145,21 @@ def run_limits(settings: Settings, timeout_s: float | None) -> RunLimits:
 
 
 async def run_code(
-    job: Job, code: str, executor: Executor, settings: Settings, timeout_s: float | None
+    job: Job,
+    code: str,
+    executor: Executor,
+    settings: Settings,
+    timeout_s: float | None,
+    *,
+    caller: str = LOCAL_OPERATOR.identity,
 ) -> RunResult:
     """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop).
 
     At most ``max_concurrent_runs`` sandboxes run at once (the executor's ``slots``, shared
-    by the app's engines); the others wait here, on the event loop, without holding a worker
-    thread. Each run starts with an empty output dir, so a repaired run never serves files
-    its failed predecessor left.
+    by the app's engines); the others wait in the app's ``RunQueue``, on the event loop,
+    without holding a worker thread: bounded (``QueueFull``, a 429, beyond it) and served
+    round-robin by ``caller``. Each run starts with an empty output dir, so a repaired run
+    never serves files its failed predecessor left.
     """
     request = RunRequest(
         job_id=job.id,
@@ -150,10 +179,12 @@ async def run_code(
         with track_active_container(executor.name, job.id):
             return executor.run(request)
 
+    queue = executor.queue
     try:
-        return await anyio.to_thread.run_sync(
-            run_tracked, limiter=executor.slots, abandon_on_cancel=False
-        )
+        async with queue.slot(caller) if queue is not None else nullcontext():
+            return await anyio.to_thread.run_sync(
+                run_tracked, limiter=executor.slots, abandon_on_cancel=False
+            )
     finally:
         job.timings["queued"] = job.timings.get("queued", 0.0) + started - waiting
         job.timings["execute"] = job.timings.get("execute", 0.0) + time.perf_counter() - started

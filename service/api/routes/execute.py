@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from service.api.deps import (
@@ -15,6 +15,7 @@ from service.api.deps import (
     SettingsDep,
     require,
 )
+from service.api.disconnect import cancel_on_disconnect
 from service.auth.permissions import Permission
 from service.errors import NotFound
 from service.models import ExecutionResponse
@@ -49,6 +50,7 @@ ARTIFACT_HEADERS = {
     ),
 )
 async def execute(
+    request: Request,
     job_in: JobInputDep,
     settings: SettingsDep,
     policy: PolicyDep,
@@ -59,14 +61,20 @@ async def execute(
     staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
     async with open_job(settings) as job:
         await intake_uploads(job, [*job_in.uploads, *staged], settings)
-        return await run_execution(
-            job,
-            code,
-            executor=job_in.executor,
-            settings=settings,
-            policy=policy,
-            timeout_s=job_in.timeout_s,
-            caller=job_in.caller,
+        # A client that hangs up does not leave its sandbox running to the timeout.
+        return await cancel_on_disconnect(
+            request,
+            job_in.executor,
+            job.id,
+            lambda: run_execution(
+                job,
+                code,
+                executor=job_in.executor,
+                settings=settings,
+                policy=policy,
+                timeout_s=job_in.timeout_s,
+                caller=job_in.caller,
+            ),
         )
 
 

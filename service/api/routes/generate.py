@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from service.api.deps import (
     DataToolsDep,
@@ -15,6 +15,7 @@ from service.api.deps import (
     SettingsDep,
     require,
 )
+from service.api.disconnect import cancel_on_disconnect
 from service.auth.permissions import Permission
 from service.llm.client import LLMClient, build_llm
 from service.models import ExecutionResponse
@@ -46,6 +47,7 @@ async def llm_client(settings: SettingsDep) -> AsyncIterator[LLMClient]:
     ),
 )
 async def generate(
+    request: Request,
     llm: Annotated[LLMClient, Depends(llm_client)],
     job_in: JobInputDep,
     settings: SettingsDep,
@@ -57,14 +59,19 @@ async def generate(
     staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
     async with open_job(settings) as job:
         await intake_uploads(job, [*job_in.uploads, *staged], settings)
-        return await run_generation(
-            query,
-            job_in.fields.get("context") or None,
-            job,
+        return await cancel_on_disconnect(
+            request,
             job_in.executor,
-            settings,
-            llm,
-            policy=policy,
-            timeout_s=job_in.timeout_s,
-            caller=job_in.caller,
+            job.id,
+            lambda: run_generation(
+                query,
+                job_in.fields.get("context") or None,
+                job,
+                job_in.executor,
+                settings,
+                llm,
+                policy=policy,
+                timeout_s=job_in.timeout_s,
+                caller=job_in.caller,
+            ),
         )

@@ -42,6 +42,8 @@ async def readyz(registry: RegistryDep) -> JSONResponse:
         "detail": _public(readiness.detail),
         "checks": {k: v for k, v in readiness.checks.items() if k in PUBLIC_CHECKS},
     }
+    if registry.queue is not None:  # how busy: runs going, jobs waiting, refusals so far
+        body["queue"] = registry.queue.snapshot()
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from runner_image import protocol
-from service.errors import EngineUnavailable, ExecutorError
+from service.errors import DiskFull, EngineUnavailable, ExecutorError
 from service.executors.base import Executor, Readiness, RunLimits, RunRequest, RunResult, Sandbox
 from service.executors.local import cgroups
 from service.executors.local.bwrap import (
@@ -101,7 +101,13 @@ class LocalSandbox(Sandbox):
         return not self._disposed and self.proc.poll() is None
 
     def kill(self) -> None:
+        # bubblewrap starts the harness in a session of its own: the process group alone
+        # misses the script, so the job's cgroup and uid are killed too (cancellation).
         _kill_group(self.proc.pid)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        if self.lease is not None:
+            kill_uid(self.lease.uid)
 
     def run(self, request: RunRequest) -> RunResult:
         started = time.monotonic()
@@ -142,6 +148,8 @@ class LocalSandbox(Sandbox):
                 error=f"the sandbox did not finish within {outer:g} s and was killed",
                 isolation=isolation,
             )
+        if reader.disk_full is not None:
+            raise reader.disk_full
         if reader.received is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
@@ -630,11 +638,14 @@ class _ResultReader:
         self._request = request
         self.received: ReceivedResult | None = None
         self.error: str | None = None
+        self.disk_full: DiskFull | None = None  # raised on the request's thread
 
     def run(self) -> None:
         try:
             self.received = receive_result(self._stdout.read, self._request)
-        except (protocol.ProtocolError, OSError, ValueError) as exc:
+        except (protocol.ProtocolError, OSError, ValueError, DiskFull) as exc:
+            if isinstance(exc, DiskFull):
+                self.disk_full = exc
             self.error = f"bad result frame: {exc}"
             with contextlib.suppress(OSError, ValueError):
                 while self._stdout.read(1 << 16):
