@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import functools
 import os
 import resource
 import selectors
@@ -881,7 +882,8 @@ def run_cell(
         tree = ast.parse(code, name, "exec")
         last: ast.Expression | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
+            last = ast.Expression(tree.body[-1].value)
+            tree.body.pop()
         exec(compile(tree, name, "exec", dont_inherit=True), namespace)
         if last is not None:
             value = eval(compile(last, name, "eval", dont_inherit=True), namespace)
@@ -1045,7 +1047,7 @@ def session_cell(
             for key, _ in sel.select(wait):
                 if key.data is None:
                     try:
-                        reply = read_header(lambda n: os.read(kernel.rep_r, n))
+                        reply = read_header(functools.partial(os.read, kernel.rep_r))
                     except (ProtocolError, OSError):
                         lost = True  # the kernel died
                     break
@@ -1078,7 +1080,7 @@ def session_cell(
     if lost:
         pid = kernel.pid
         kernel.close()
-        status = _wait_nohang(pid) or 0
+        _wait_nohang(pid)
         kernel = None
         result["exit_code"] = None
         if timed_out:
@@ -1091,11 +1093,10 @@ def session_cell(
                 "the session's interpreter died (most likely out of memory or killed): "
                 "it was restarted, its state is lost"
             )
-        del status
     else:
         assert reply is not None
-        status = reply.get("status")
-        result["exit_code"] = status if isinstance(status, int) else 1
+        code_ = reply.get("status")
+        result["exit_code"] = code_ if isinstance(code_, int) else 1
         result["value"] = reply.get("value")
         result["display"] = reply.get("display") or []
         if timed_out:

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -97,6 +98,30 @@ class LocalSandbox(Sandbox):
 
     def kill(self) -> None:
         _kill_group(self.proc.pid)
+
+    def wire_limits(self, limits: RunLimits) -> dict[str, Any]:
+        # As encode_request here: RLIMIT_AS with headroom, the uid's task budget.
+        wire = limits.to_wire()
+        wire["memory_bytes"] = limits.memory_bytes + AS_HEADROOM_BYTES
+        wire["nproc"] = self.nproc
+        return wire
+
+    def send_bytes(self, data: bytes, deadline: float) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def reader(self, deadline: float) -> Callable[[int], bytes]:
+        assert self.proc.stdout
+        fd = self.proc.stdout.fileno()
+
+        def read(n: int) -> bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError("the session's runner did not answer in time")
+            return os.read(fd, n)  # unbuffered: frames follow each other on this pipe
+
+        return read
 
     def run(self, request: RunRequest) -> RunResult:
         started = time.monotonic()
@@ -419,6 +444,7 @@ class SubprocessExecutor(Executor):
         preimport: str = "",
         input_room: int = 0,
         tag: str | None = None,
+        session: bool = False,
     ) -> LocalSandbox:
         weak = self.weak_sandbox()
         if weak is not None:
@@ -456,6 +482,7 @@ class SubprocessExecutor(Executor):
                 seccomp_fd=program.fd if program else None,
                 preimport=preimport,
             )
+            env["PYC_MODE"] = "session" if session else "oneshot"
             drop_to = uid if not iso.bwrap else None
             if cgroup is not None:
                 if drop_to is not None and iso.setpriv:
