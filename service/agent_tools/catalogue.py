@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,6 +32,9 @@ from service.errors import NotFound, PythonCoderError
 from service.executors.registry import ExecutorRegistry
 from service.models import ToolResult
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.pipeline.sessions import SessionManager
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class ToolContext:
     # Where artifact URLs are rooted (``http://host:port``); None in-process (stdio), where
     # artifacts are named by their path on disk instead.
     base_url: str | None = None
+    sessions: SessionManager | None = None  # None: no session tools (they answer so)
 
 
 Handler = Callable[[ToolContext, Any], Awaitable[ToolResult]]
@@ -141,8 +145,24 @@ def _with_findings(message: str, detail: dict[str, Any] | None) -> str:
 def build_catalogue() -> Catalogue:
     from service.agent_tools.environment import GET_ENVIRONMENT
     from service.agent_tools.execute import EXECUTE_CODE, GENERATE_AND_RUN
+    from service.agent_tools.sessions import (
+        CLOSE_SESSION,
+        CREATE_SESSION,
+        INSTALL_PACKAGE,
+        RUN_SCRIPT,
+    )
 
-    return Catalogue([EXECUTE_CODE, GET_ENVIRONMENT, GENERATE_AND_RUN])
+    return Catalogue(
+        [
+            EXECUTE_CODE,
+            GET_ENVIRONMENT,
+            GENERATE_AND_RUN,
+            CREATE_SESSION,
+            CLOSE_SESSION,
+            INSTALL_PACKAGE,
+            RUN_SCRIPT,
+        ]
+    )
 
 
 CATALOGUE = build_catalogue()

@@ -52,6 +52,14 @@ class ExecuteCodeArgs(BaseModel):
         gt=0,
         description="Seconds before the run is stopped (default: the gateway's).",
     )
+    session_id: str | None = Field(
+        default=None,
+        description=(
+            "Run as a cell of this session (create_session): variables, imports and files "
+            "persist, and the value of a last bare expression is returned. Omit for a "
+            "fresh one-shot sandbox."
+        ),
+    )
 
 
 class GenerateAndRunArgs(BaseModel):
@@ -83,6 +91,10 @@ def _require_enabled(ctx: ToolContext) -> None:
 
 async def execute_code(ctx: ToolContext, args: ExecuteCodeArgs) -> ToolResult:
     _require_enabled(ctx)
+    if args.session_id is not None:
+        from service.agent_tools.sessions import run_cell
+
+        return await run_cell(ctx, args.session_id, args.code, args.files, args.timeout_s)
     executor = ctx.executors.get(None)
     async with open_job(ctx.settings) as job:
         await intake_uploads(job, _uploads(args.files), ctx.settings)
@@ -216,7 +228,8 @@ EXECUTE_CODE = Tool(
         "Run Python 3 code in a fresh, isolated sandbox without network access (pandas, numpy, "
         "scipy, matplotlib, scikit-learn and more are installed). Optional input files land in "
         "the working directory. Returns stdout, stderr, and the files the script wrote: PNG "
-        "plots as images, other files as download links. Nothing persists between calls."
+        "plots as images, other files as download links. Nothing persists between calls, "
+        "unless session_id names a session (create_session): then it runs as a cell there."
     ),
     args=ExecuteCodeArgs,
     permission=Permission.EXECUTE,

@@ -39,6 +39,7 @@ def http_tool_context(ctx: ServerRequestContext[Any, Any]) -> ToolContext:
         executors=state.executors,
         policy=state.policy,
         base_url=str(request.base_url).rstrip("/"),
+        sessions=getattr(state, "sessions", None),
     )
 
 

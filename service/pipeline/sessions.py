@@ -29,6 +29,7 @@ from service.auth.permissions import Principal
 from service.errors import (
     InvalidRequest,
     NotFound,
+    PayloadTooLarge,
     SessionGone,
     SessionLimit,
     SessionsExhausted,
@@ -38,6 +39,7 @@ from service.executors.registry import ExecutorRegistry
 from service.executors.session import ChannelBroken, exchange
 from service.models import Artifact, CellResponse, Display, SessionFile, SessionInfo
 from service.pipeline.execute import check_policy
+from service.pipeline.jobs import Upload
 from service.settings import MB, Settings
 
 log = logging.getLogger(__name__)
@@ -480,6 +482,40 @@ def session_limits(
         max_artifacts=base.max_artifacts,
         workdir_bytes=base.workdir_bytes,
     )
+
+
+async def store_uploads(
+    uploads: list[Upload], directory: Path, settings: Settings
+) -> tuple[InputFile, ...]:
+    """Session uploads of any type (scripts too): names checked, sizes and count capped.
+
+    Unlike the one-shot intake nothing is sniffed or extracted: a session's code can write
+    any file anyway; these only save it the upload in a cell."""
+    if len(uploads) > settings.max_files:
+        raise PayloadTooLarge(f"{len(uploads)} files, more than the {settings.max_files} allowed")
+    stored: list[InputFile] = []
+    total = 0
+    for upload in uploads:
+        name = check_session_path(upload.filename)
+        if name in {f.name for f in stored}:
+            raise InvalidRequest(f"file {name!r} sent twice")
+        path = directory / f"{len(stored)}.upload"
+        size = 0
+        with path.open("xb") as out:
+            async for chunk in upload.chunks:
+                size += len(chunk)
+                total += len(chunk)
+                if size > settings.max_file_bytes:
+                    raise PayloadTooLarge(
+                        f"{name}: larger than the {settings.max_file_size} MB per-file limit"
+                    )
+                if total > settings.max_total_upload_bytes:
+                    raise PayloadTooLarge(
+                        f"the files exceed the {settings.max_total_upload} MB upload limit"
+                    )
+                out.write(chunk)
+        stored.append(InputFile(name=name, path=path, size=size))
+    return tuple(stored)
 
 
 def check_session_path(name: str) -> str:

@@ -18,7 +18,7 @@ from service.executors.base import InputFile
 from service.models import CellResponse, InstallResponse, SessionFile, SessionInfo
 from service.pipeline.jobs import intake_uploads, open_job
 from service.pipeline.packages import install_package
-from service.pipeline.sessions import SessionManager
+from service.pipeline.sessions import SessionManager, store_uploads
 
 router = APIRouter(
     prefix="/v1/sessions", tags=["sessions"], dependencies=[Depends(require(Permission.EXECUTE))]
@@ -138,8 +138,7 @@ async def upload_files(
 ) -> list[SessionFile]:
     session = sessions.get(session_id, principal)
     async with open_job(settings) as job:
-        await intake_uploads(job, job_in.uploads, settings)
-        inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
+        inputs = await store_uploads(job_in.uploads, job.input_dir, settings)
         return await sessions.upload(session, inputs)
 
 

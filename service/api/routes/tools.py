@@ -32,6 +32,7 @@ def tool_context(
         executors=registry,
         policy=policy,
         base_url=str(request.base_url).rstrip("/"),
+        sessions=getattr(request.app.state, "sessions", None),
     )
 
 
