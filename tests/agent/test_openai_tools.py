@@ -30,7 +30,11 @@ VALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
             "timeout_s": 5,
         },
     ],
-    "get_environment": [{}],
+    "get_environment": [{}, {"session_id": "s-1"}],
+    "create_session": [{}, {"timeout_s": 5, "memory_mb": 256, "idle_ttl_s": 60}],
+    "close_session": [{"session_id": "s-1"}],
+    "install_package": [{"session_id": "s-1", "name": "tabulate", "version": "0.9.0"}],
+    "run_script": [{"session_id": "s-1", "path": "job.py", "args": ["--n", "3"]}],
 }
 INVALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
     "execute_code": [
@@ -42,6 +46,10 @@ INVALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
         {"code": "print(1)", "shell": True},
     ],
     "get_environment": [{"verbose": True}],
+    "create_session": [{"timeout_s": 0}, {"engine": "docker"}],
+    "close_session": [{}, {"session_id": ""}],
+    "install_package": [{"session_id": "s-1"}, {"name": "x"}],
+    "run_script": [{"session_id": "s-1"}, {"session_id": "s-1", "path": "a.py", "args": "x"}],
 }
 
 
@@ -61,7 +69,8 @@ def test_tool_schemas_are_valid_json_schema_and_accept_what_the_tools_accept(
     local_gateway: Gateway,
 ) -> None:
     tools = tools_by_name(local_gateway)
-    assert set(tools) == {"execute_code", "get_environment"}  # no LLM: no generate_and_run
+    assert "generate_and_run" not in tools  # no LLM
+    assert set(tools) == set(VALID_ARGUMENTS)
     for name, function in tools.items():
         assert function["description"]
         schema = function["parameters"]
