@@ -739,6 +739,8 @@ def empty_result(error: str | None) -> dict[str, Any]:
 # kept); a kernel that does not stop within the grace is killed and a fresh one forked.
 
 INTERRUPT_GRACE_S = 3.0
+# A listing names at most this many files (the answer must fit its frame), then counts.
+MAX_LISTED = 1000
 CELL_NAME = "<cell-{}>"
 
 
@@ -897,7 +899,14 @@ def run_cell(
         reply["interrupted"] = isinstance(exc, KeyboardInterrupt)
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         traceback.print_exception(type(exc), exc, None if isinstance(exc, SyntaxError) else tb)
-    reply["display"] = reply["display"] + _figures(limits)
+    # Everything shown, together, within one output cap: the answer must fit its frame.
+    room = _limit(limits, "max_output_bytes") or 1024 * 1024
+    shown = []
+    for item in reply["display"] + _figures(limits):
+        if len(item["data"]) <= room:
+            shown.append(item)
+            room -= len(item["data"])
+    reply["display"] = shown
     return reply
 
 
@@ -974,10 +983,13 @@ def serve_session(workdir: str, result_fd: int) -> int:
                         header, workdir, str(header.get("path")), argv, (site,)
                     )
                 elif op == "list":
+                    found = sorted(walk_files(workdir).items())
                     result["listing"] = [
                         {"name": n, "size": st.st_size}
-                        for n, st in sorted(walk_files(workdir).items())
+                        for n, st in found[:MAX_LISTED]
+                        if portable_name(n) is None and len(n) <= MAX_NAME_CHARS
                     ]
+                    result["listing_more"] = max(0, len(found) - MAX_LISTED)
                 elif op == "read":
                     try:
                         collected = read_one(workdir, header)

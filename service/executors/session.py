@@ -19,6 +19,8 @@ from service.executors.results import JSON_GROWTH, receive_artifacts, result_hea
 
 # On top of the cell's timeout: the interrupt grace, collecting files, the frames themselves.
 EXCHANGE_GRACE_S = 15.0
+# A work-dir listing: at most 1,000 names of at most 300 characters (the harness caps both).
+LISTING_BYTES = 1000 * 2048
 
 
 class ChannelBroken(Exception):
@@ -38,7 +40,9 @@ def exchange(
     deadline = time.monotonic() + wait_s + EXCHANGE_GRACE_S
     frame = encode_header({**header, "files": [{"name": f.name, "size": f.size} for f in inputs]})
     # Values and rich displays are capped by the harness at max_output_bytes each.
-    header_limit = result_header_limit(limits) + 2 * JSON_GROWTH * limits.max_output_bytes
+    header_limit = (
+        result_header_limit(limits) + 2 * JSON_GROWTH * limits.max_output_bytes + LISTING_BYTES
+    )
     request = RunRequest(job_id="session", code="", inputs=(), output_dir=output_dir, limits=limits)
     try:
         sandbox.send_bytes(frame, deadline)
