@@ -124,6 +124,10 @@ class ExecuteJSONRequest(BaseModel):
     )
     timeout_s: float | None = Field(default=None, gt=0)
     engine: str | None = None
+    packages: list[str] = Field(
+        default_factory=list,
+        description="packages to install for this run: 'name' or 'name==version' (wheels only)",
+    )
 
 
 class ErrorBody(Frozen):

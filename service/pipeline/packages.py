@@ -15,13 +15,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import anyio
 from packaging.version import InvalidVersion, Version
 
+from service.environment import describe_environment
 from service.errors import InvalidRequest, NotFound, PackageRejected
+from service.executors.base import Executor, InputFile
 from service.models import InstallResponse
+from service.pipeline.jobs import Job
 from service.pipeline.sessions import Session, SessionManager
 from service.settings import MB, Settings
 
@@ -176,3 +180,77 @@ async def install_package(
         )
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+# --- one-shot runs: ``/v1/execute`` with ``packages`` ------------------------------------------
+
+MAX_RUN_PACKAGES = 10
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``name`` or ``name==version``."""
+    name, sep, version = spec.strip().partition("==")
+    return name.strip(), (version.strip() or None) if sep else None
+
+
+async def package_inputs(
+    specs: list[str], job: Job, executor: Executor, settings: Settings
+) -> tuple[InputFile, ...]:
+    """Wheels for a one-shot run, unpacked into files for the top of its work dir (which is
+    on ``sys.path``): the script imports them as if installed."""
+    if len(specs) > MAX_RUN_PACKAGES:
+        raise InvalidRequest(f"at most {MAX_RUN_PACKAGES} packages per run")
+    requirements = [check_request(*parse_spec(spec), settings) for spec in specs]
+    env = await describe_environment(executor, settings)
+    present = {
+        normalize(str(p.get("name"))): str(p.get("version")) for p in env.get("packages") or []
+    }
+    for spec in specs:
+        name = parse_spec(spec)[0]
+        if normalize(name) in present:
+            raise PackageRejected(
+                f"{name} is already in the runner image (version {present[normalize(name)]})"
+            )
+    wheels_dir = job.root / "packages" / "wheels"
+    site = job.root / "packages" / "site"
+    wheels_dir.mkdir(parents=True)
+    site.mkdir()
+    for requirement in requirements:
+        await anyio.to_thread.run_sync(resolve_wheels, settings, requirement, wheels_dir)
+    send = [w for w in sorted(wheels_dir.glob("*.whl")) if wheel_project(w)[0] not in present]
+    total = sum(w.stat().st_size for w in send)
+    if total > settings.package_max_mb * MB:
+        raise PackageRejected(
+            f"the packages are {total // MB} MB of wheels, over the limit of "
+            f"{settings.package_max_mb} MB"
+        )
+    taken = set(job.input_names)
+    return await anyio.to_thread.run_sync(_unpack, send, site, taken, settings)
+
+
+def _unpack(
+    wheels: list[Path], site: Path, taken: set[str], settings: Settings
+) -> tuple[InputFile, ...]:
+    budget = 4 * settings.package_max_mb * MB  # unpacked: wheels compress about this well
+    files: list[InputFile] = []
+    for wheel_path in wheels:
+        with zipfile.ZipFile(wheel_path) as wheel:
+            for member in wheel.infolist():
+                if member.is_dir():
+                    continue
+                name = member.filename
+                parts = name.split("/")
+                if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+                    raise PackageRejected(f"{wheel_path.name} holds a bad path {name!r}")
+                if name in taken:
+                    raise InvalidRequest(f"input file {name!r} clashes with a file of a package")
+                budget -= member.file_size
+                if budget < 0:
+                    raise PackageRejected("the packages unpack to more than the size limit allows")
+                target = site.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with wheel.open(member) as src, target.open("xb") as out:
+                    shutil.copyfileobj(src, out)
+                taken.add(name)
+                files.append(InputFile(name=name, path=target, size=target.stat().st_size))
+    return tuple(files)

@@ -209,3 +209,28 @@ def _local():  # type: ignore[no-untyped-def]
     from service.auth.permissions import LOCAL_OPERATOR
 
     return LOCAL_OPERATOR
+
+
+def test_one_shot_runs_take_packages_too(make_client: MakeClient) -> None:
+    client = make_client(package_deny="blocked-pkg")
+    ran = client.post(
+        "/v1/execute",
+        json={
+            "code": "import pyc_demo_pkg\nprint(pyc_demo_pkg.VALUE)",
+            "packages": ["pyc-demo-pkg"],
+        },
+    )
+    assert ran.status_code == 200, ran.text
+    assert ran.json()["success"] and ran.json()["output"] == "42\n"
+    assert ran.json()["artifacts"] == []  # the package's files are inputs, not results
+    multipart = client.post(
+        "/v1/execute",
+        data={
+            "code": "import pyc_demo_pkg\nprint(pyc_demo_pkg.VALUE)",
+            "packages": "pyc-demo-pkg==1.0.0",
+        },
+    )
+    assert multipart.status_code == 200 and multipart.json()["output"] == "42\n"
+    for refused, word in (("blocked-pkg", "blocked"), ("pandas", "runner image")):
+        answer = client.post("/v1/execute", json={"code": "1", "packages": [refused]})
+        assert answer.status_code == 422 and word in answer.json()["message"]
