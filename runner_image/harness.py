@@ -1204,7 +1204,10 @@ def main(argv: list[str]) -> int:
     imported = preimport()
     if os.environ.get("PYC_HELLO") == "1":
         try:
-            _write_all(result_fd, encode_header({"ready": True, "preimported": imported}))
+            hello: dict[str, Any] = {"ready": True, "preimported": imported}
+            if os.environ.get("PYC_MODE") == "session":
+                hello["mode"] = "session"  # a harness without session mode would not say so
+            _write_all(result_fd, encode_header(hello))
         except OSError:
             log("nobody is listening for the ready frame")
             return 3

@@ -475,6 +475,11 @@ class DockerExecutor(Executor):
                 ) from exc
             if not hello.get("ready"):
                 raise ExecutorError(f"the runner in {name} sent {hello!r} instead of ready")
+            if session and hello.get("mode") != "session":
+                raise RunnerImageMissing(
+                    f"runner image {self.image} has no session mode (built from older runner "
+                    "sources): rebuild it with `python-coder build-runner`"
+                )
             phases.start = time.monotonic() - mark
             sandbox = DockerSandbox(
                 self, container_id, name, attachment, demux, limits, input_room, phases

@@ -521,7 +521,9 @@ class SubprocessExecutor(Executor):
                 self, proc, layout, lease, limits, nproc, tail, [tail_thread], cgroup
             )
             try:
-                _await_ready(proc.stdout, READY_TIMEOUT_S)
+                hello = _await_ready(proc.stdout, READY_TIMEOUT_S)
+                if session and hello.get("mode") != "session":
+                    raise protocol.ProtocolError("the local harness has no session mode")
             except (protocol.ProtocolError, OSError, TimeoutError) as exc:
                 sandbox.dispose()
                 raise ExecutorError(
@@ -626,7 +628,7 @@ def _safe(job_id: str) -> str:
 # ---------------------------------------------------------------------- talking to the harness
 
 
-def _await_ready(stdout: IO[bytes], timeout: float) -> None:
+def _await_ready(stdout: IO[bytes], timeout: float) -> dict[str, Any]:
     """Read the harness's ready frame, giving up after ``timeout`` seconds."""
     fd = stdout.fileno()
     deadline = time.monotonic() + timeout
@@ -640,6 +642,7 @@ def _await_ready(stdout: IO[bytes], timeout: float) -> None:
     hello = protocol.read_header(read)
     if not hello.get("ready"):
         raise protocol.ProtocolError(f"expected the ready frame, got {hello!r}")
+    return hello
 
 
 def _send_request(stdin: IO[bytes], frame: bytes, request: RunRequest) -> None:
