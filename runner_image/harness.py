@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import functools
 import os
 import resource
 import selectors
@@ -50,6 +51,8 @@ MAX_NAME_CHARS = 300
 CHUNK = 64 * 1024
 # After the script exits, how long to wait for pipes still held by stragglers before giving up.
 DRAIN_GRACE_S = 2.0
+# Children that outlive a script and must not be swept with it (a session's kernel).
+SPARED: set[int] = set()
 
 _RLIMITS = (
     ("cpu_s", resource.RLIMIT_CPU),
@@ -86,11 +89,12 @@ def check_name(name: Any) -> str:
     return name
 
 
-def write_inputs(header: dict[str, Any], workdir: str) -> None:
+def write_inputs(header: dict[str, Any], workdir: str, *, replace: bool = False) -> None:
     """Stream every listed file body from stdin into ``workdir``.
 
     Bodies are consumed even when a name is bad or the disk is full, so the sender never
     blocks on a full pipe; the first problem is raised after the whole frame has been read.
+    ``replace``: an existing file of the same name is replaced (session uploads).
     """
     files = header.get("files") or []
     if not isinstance(files, list):
@@ -106,6 +110,8 @@ def write_inputs(header: dict[str, Any], workdir: str) -> None:
                 name = check_name(entry.get("name"))
                 path = os.path.join(workdir, *name.split("/"))
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                if replace and os.path.lexists(path) and not os.path.isdir(path):
+                    os.unlink(path)
                 target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except (ValueError, OSError) as exc:
                 problem = exc
@@ -253,7 +259,16 @@ def _limit(limits: dict[str, Any], key: str) -> int | None:
 # --------------------------------------------------------------------------- the child
 
 
-def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w: int) -> None:
+def run_child(
+    code: str,
+    workdir: str,
+    limits: dict[str, Any],
+    out_w: int,
+    err_w: int,
+    script: str = SCRIPT_NAME,
+    argv: list[str] | None = None,
+    extra_path: tuple[str, ...] = (),
+) -> None:
     """In the forked child: become the script. Never returns."""
     status = 1
     try:
@@ -270,7 +285,7 @@ def run_child(code: str, workdir: str, limits: dict[str, Any], out_w: int, err_w
         _apply_rlimits(limits)
         _reseed()
         os.chdir(workdir)
-        status = _exec_script(code, workdir)
+        status = _exec_script(code, workdir, script, argv, extra_path)
     except BaseException:  # setup failed: say why on the script's stderr
         with contextlib.suppress(BaseException):
             traceback.print_exc()
@@ -319,7 +334,13 @@ def _apply_rlimits(limits: dict[str, Any]) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
-def _exec_script(code: str, workdir: str) -> int:
+def _exec_script(
+    code: str,
+    workdir: str,
+    script: str = SCRIPT_NAME,
+    argv: list[str] | None = None,
+    extra_path: tuple[str, ...] = (),
+) -> int:
     """Run ``code`` as ``__main__`` the way ``python script.py`` would; return the exit status."""
     import io
     import linecache
@@ -337,19 +358,19 @@ def _exec_script(code: str, workdir: str) -> int:
         errors="backslashreplace",
         line_buffering=True,
     )
-    sys.argv = [SCRIPT_NAME]
+    sys.argv = [script, *(argv or [])]
     harness_dir = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [workdir] + [p for p in sys.path if p != harness_dir]
+    sys.path[:] = [workdir] + [p for p in sys.path if p != harness_dir] + list(extra_path)
     sys.modules.pop("protocol", None)
     sys.dont_write_bytecode = True  # no __pycache__ artifacts from imported uploads
-    linecache.cache[SCRIPT_NAME] = (len(code), None, code.splitlines(True), SCRIPT_NAME)
+    linecache.cache[script] = (len(code), None, code.splitlines(True), script)
 
     main = types.ModuleType("__main__")
-    main.__file__ = SCRIPT_NAME
+    main.__file__ = script
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     try:
-        compiled = compile(code, SCRIPT_NAME, "exec", dont_inherit=True)
+        compiled = compile(code, script, "exec", dont_inherit=True)
     except SyntaxError as exc:
         traceback.print_exception(type(exc), exc, None)
         return 1
@@ -510,7 +531,7 @@ def kill_tree(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)  # it may have left its group (setpgid) itself
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    if os.getpid() == 1:
+    if os.getpid() == 1 and not SPARED:
         # PID 1 of a container: kill(-1) reaches every other process in the namespace.
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
@@ -520,7 +541,7 @@ def kill_tree(pid: int) -> None:
     # still counts as a child), or give up after ~2 s (a process stuck in the kernel).
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
-        children = _children_of(os.getpid())
+        children = _children_of(os.getpid()) - SPARED
         children.discard(pid)
         if not children:
             return
@@ -592,9 +613,21 @@ def describe_exit(
     return result
 
 
-def run_request(header: dict[str, Any], workdir: str) -> tuple[dict[str, Any], Collected]:
-    """Fork, supervise and collect. Returns the result header (without files) and artifacts."""
+def run_request(
+    header: dict[str, Any],
+    workdir: str,
+    script: str | None = None,
+    argv: list[str] | None = None,
+    extra_path: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], Collected]:
+    """Fork, supervise and collect. Returns the result header (without files) and artifacts.
+
+    ``script``: run that file of the work dir (a session's ``run_script``) with ``argv``
+    instead of the request's code."""
     code = header.get("code")
+    if script is not None:
+        with open(os.path.join(workdir, check_name(script)), encoding="utf-8") as f:
+            code = f.read()
     if not isinstance(code, str):
         raise ProtocolError("'code' is not a string")
     limits = header.get("limits") or {}
@@ -609,7 +642,7 @@ def run_request(header: dict[str, Any], workdir: str) -> tuple[dict[str, Any], C
     # method, inspect.getsource and tracebacks read it from there. It is in the snapshot, so
     # it is no artifact unless the script changes it; an uploaded script.py is kept.
     script_path = os.path.join(workdir, SCRIPT_NAME)
-    if not os.path.lexists(script_path):
+    if script is None and not os.path.lexists(script_path):
         with open(script_path, "x", encoding="utf-8") as f:
             f.write(code)
     before = snapshot(workdir)
@@ -621,7 +654,7 @@ def run_request(header: dict[str, Any], workdir: str) -> tuple[dict[str, Any], C
     if pid == 0:
         os.close(out_r)
         os.close(err_r)
-        run_child(code, workdir, limits, out_w, err_w)
+        run_child(code, workdir, limits, out_w, err_w, script or SCRIPT_NAME, argv, extra_path)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
     os.close(out_w)
@@ -673,7 +706,7 @@ def write_result(fd: int, result: dict[str, Any], collected: Collected) -> None:
         os.close(artifact.fd)
 
 
-def empty_result(error: str) -> dict[str, Any]:
+def empty_result(error: str | None) -> dict[str, Any]:
     return {
         "stdout": "",
         "stderr": "",
@@ -685,6 +718,445 @@ def empty_result(error: str) -> dict[str, Any]:
         "duration_s": 0.0,
         "error": error,
     }
+
+
+# --------------------------------------------------------------------------- session mode
+#
+# With PYC_MODE=session the harness answers many request frames, one at a time, until stdin
+# ends. Each header has an "op":
+#   "cell"    {"code", "files", "timeout_s", "limits", "interrupt_grace_s"}: the input files
+#             go into the work dir (replacing older ones), the code runs in the persistent
+#             kernel; the result adds "value", "display" and "state_lost".
+#   "upload"  {"files"}: only the files.
+#   "install" {"files"}: wheels, unpacked into the session's private site dir.
+#   "script"  {"path", "argv", "timeout_s", "limits"}: a fresh process runs that work-dir
+#             file as __main__ (one-shot style); the kernel is untouched.
+#   "list"    {}: "listing" of the work dir's files.
+#   "read"    {"name", "limits"}: that file as the one artifact.
+# The kernel is a child forked once (again after it was lost) that keeps the variables. It
+# hears cells on a private pipe and answers on another; its stdout/stderr are pipes the
+# harness drains per cell. A cell past its timeout gets SIGINT (KeyboardInterrupt, state
+# kept); a kernel that does not stop within the grace is killed and a fresh one forked.
+
+INTERRUPT_GRACE_S = 3.0
+# A listing names at most this many files (the answer must fit its frame), then counts.
+MAX_LISTED = 1000
+CELL_NAME = "<cell-{}>"
+
+
+class Kernel:
+    """The harness's handle on the persistent interpreter."""
+
+    def __init__(self, workdir: str, site: str, limits: dict[str, Any]) -> None:
+        cmd_r, self.cmd_w = os.pipe()
+        self.rep_r, rep_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            for fd in (self.cmd_w, self.rep_r, self.out_r, self.err_r):
+                os.close(fd)
+            kernel_child(workdir, site, limits, cmd_r, rep_w, out_w, err_w)
+        self.pid = pid
+        SPARED.add(pid)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        for fd in (cmd_r, rep_w, out_w, err_w):
+            os.close(fd)
+        for fd in (self.out_r, self.err_r):
+            os.set_blocking(fd, False)
+        self.cells = 0
+
+    def close(self) -> None:
+        SPARED.discard(self.pid)
+        stop_script(self.pid)
+        for fd in (self.cmd_w, self.rep_r, self.out_r, self.err_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_fd())
+
+
+def kernel_child(
+    workdir: str, site: str, limits: dict[str, Any], cmd_r: int, rep_w: int, out_w: int, err_w: int
+) -> None:
+    """In the forked kernel: serve cells until the command pipe ends. Never returns."""
+    status = 0
+    try:
+        os.setpgid(0, 0)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        _close_all_but({cmd_r, rep_w})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _set_dumpable(True)
+        _prefer_as_oom_victim()
+        # No CPU-seconds limit: it would add up over the whole session (the engine's CPU
+        # quota and each cell's timeout bound it instead).
+        _apply_rlimits({k: v for k, v in limits.items() if k != "cpu_s"})
+        _reseed()
+        os.chdir(workdir)
+        namespace = _kernel_namespace(workdir, site)
+        kernel_loop(namespace, cmd_r, rep_w, limits)
+    except BaseException:
+        status = 1
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        os._exit(status)
+
+
+def _kernel_namespace(workdir: str, site: str) -> dict[str, Any]:
+    import io
+
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.argv = [""]
+    harness_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [workdir] + [p for p in sys.path if p != harness_dir] + [site]
+    sys.modules.pop("protocol", None)
+    sys.dont_write_bytecode = True
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    return main.__dict__
+
+
+def kernel_loop(namespace: dict[str, Any], cmd_r: int, rep_w: int, limits: dict[str, Any]) -> None:
+    def read(n: int) -> bytes:
+        return os.read(cmd_r, n)
+
+    cells = 0
+    while True:
+        try:
+            request = read_header(read)
+        except ProtocolError:
+            return  # the harness is gone or closed the pipe
+        except KeyboardInterrupt:
+            continue  # a late interrupt for a cell that had already finished
+        cells += 1
+        try:
+            reply = run_cell(str(request.get("code") or ""), namespace, cells, limits)
+        except KeyboardInterrupt:  # arrived after the cell, while the answer was made
+            reply = {"status": 1, "interrupted": True, "value": None, "display": []}
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        _write_all(rep_w, encode_header(reply))
+
+
+def run_cell(
+    code: str, namespace: dict[str, Any], number: int, limits: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one cell; the value of a last bare expression comes back as text (and rich)."""
+    import ast
+    import importlib
+    import linecache
+
+    name = CELL_NAME.format(number)
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    reply: dict[str, Any] = {"status": 0, "interrupted": False, "value": None, "display": []}
+    importlib.invalidate_caches()  # packages installed since the last cell
+    try:
+        tree = ast.parse(code, name, "exec")
+        last: ast.Expression | None = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body[-1].value)
+            tree.body.pop()
+        exec(compile(tree, name, "exec", dont_inherit=True), namespace)
+        if last is not None:
+            value = eval(compile(last, name, "eval", dont_inherit=True), namespace)
+            if value is not None:
+                namespace["_"] = value
+                reply["value"], reply["display"] = _rich(value, limits)
+    except SystemExit as exc:
+        reply["status"] = _system_exit_status(exc)
+    except BaseException as exc:
+        reply["status"] = 1
+        reply["interrupted"] = isinstance(exc, KeyboardInterrupt)
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        traceback.print_exception(type(exc), exc, None if isinstance(exc, SyntaxError) else tb)
+    # Everything shown, together, within one output cap: the answer must fit its frame.
+    room = _limit(limits, "max_output_bytes") or 1024 * 1024
+    shown = []
+    for item in reply["display"] + _figures(limits):
+        if len(item["data"]) <= room:
+            shown.append(item)
+            room -= len(item["data"])
+    reply["display"] = shown
+    return reply
+
+
+def _rich(value: Any, limits: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
+    cap = _limit(limits, "max_output_bytes") or 1024 * 1024
+    try:
+        text = repr(value)
+    except BaseException as exc:
+        text = f"<repr failed: {exc.__class__.__name__}>"
+    display: list[dict[str, str]] = []
+    to_html = getattr(value, "_repr_html_", None)
+    if callable(to_html) and not isinstance(value, type):
+        with contextlib.suppress(BaseException):
+            html = to_html()
+            if isinstance(html, str) and len(html) <= cap:
+                display.append({"mime": "text/html", "data": html})
+    return text[:cap], display
+
+
+def _figures(limits: dict[str, Any]) -> list[dict[str, str]]:
+    """Open matplotlib figures as PNG (then closed, as a notebook does)."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    import base64
+    import io
+
+    cap = _limit(limits, "max_output_bytes") or 1024 * 1024
+    shown: list[dict[str, str]] = []
+    try:
+        for num in plt.get_fignums():
+            buf = io.BytesIO()
+            plt.figure(num).savefig(buf, format="png", bbox_inches="tight")
+            data = base64.b64encode(buf.getvalue()).decode("ascii")
+            if len(data) <= cap:
+                shown.append({"mime": "image/png", "data": data})
+        plt.close("all")
+    except Exception as exc:
+        log(f"figure capture failed: {exc}")
+    return shown
+
+
+def serve_session(workdir: str, result_fd: int) -> int:
+    """Answer request frames until stdin ends; the kernel keeps state between cells."""
+    import tempfile
+
+    site = os.path.join(tempfile.gettempdir(), "pyc-site")
+    os.makedirs(site, exist_ok=True)
+    kernel: Kernel | None = None
+    try:
+        while True:
+            try:
+                header = read_header(_read_fd0)
+            except ProtocolError as exc:
+                if "ended 8 bytes" not in str(exc):  # not a clean end of stdin
+                    log(f"unreadable request: {exc}")
+                return 0
+            collected = Collected()
+            try:
+                op = header.get("op", "cell")
+                if op == "install":
+                    result = install_wheels(header, site)
+                else:
+                    write_inputs(header, workdir, replace=True)
+                    result = empty_result(None)
+                    result["exit_code"] = 0
+                if op == "cell":
+                    kernel, result, collected = session_cell(kernel, header, workdir, site)
+                elif op == "script":
+                    argv = header.get("argv") or []
+                    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                        raise ProtocolError("'argv' is not a list of strings")
+                    result, collected = run_request(
+                        header, workdir, str(header.get("path")), argv, (site,)
+                    )
+                elif op == "list":
+                    found = sorted(walk_files(workdir).items())
+                    result["listing"] = [
+                        {"name": n, "size": st.st_size}
+                        for n, st in found[:MAX_LISTED]
+                        if portable_name(n) is None and len(n) <= MAX_NAME_CHARS
+                    ]
+                    result["listing_more"] = max(0, len(found) - MAX_LISTED)
+                elif op == "read":
+                    try:
+                        collected = read_one(workdir, header)
+                    except FileNotFoundError:
+                        result["error"] = "no such file"
+                        result["exit_code"] = 1
+            except Exception as exc:
+                log("session request failed:\n" + traceback.format_exc())
+                result, collected = (
+                    empty_result(f"harness error: {exc.__class__.__name__}: {exc}"),
+                    Collected(),
+                )
+            try:
+                write_result(result_fd, result, collected)
+            except BrokenPipeError:
+                log("the result reader went away")
+                return 3
+    finally:
+        if kernel is not None:
+            kernel.close()
+
+
+def session_cell(
+    kernel: Kernel | None, header: dict[str, Any], workdir: str, site: str
+) -> tuple[Kernel | None, dict[str, Any], Collected]:
+    """Run a cell in the kernel (forked first if there is none); enforce its timeout."""
+    code = header.get("code")
+    if not isinstance(code, str):
+        raise ProtocolError("'code' is not a string")
+    limits = header.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise ProtocolError("'limits' is not an object")
+    timeout = header.get("timeout_s")
+    timeout_s = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
+    grace = header.get("interrupt_grace_s")
+    grace_s = float(grace) if isinstance(grace, int | float) and grace >= 0 else INTERRUPT_GRACE_S
+    if kernel is None:
+        kernel = Kernel(workdir, site, limits)
+    out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
+    err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
+    before = snapshot(workdir)
+    started = time.monotonic()
+    reply: dict[str, Any] | None = None
+    timed_out = lost = False
+    try:
+        _write_all(kernel.cmd_w, encode_header({"code": code}))
+    except OSError:
+        lost = True
+    deadline = started + timeout_s if timeout_s is not None else None
+    sel = selectors.DefaultSelector()
+    sel.register(kernel.out_r, selectors.EVENT_READ, out)
+    sel.register(kernel.err_r, selectors.EVENT_READ, err)
+    sel.register(kernel.rep_r, selectors.EVENT_READ, None)
+    try:
+        while reply is None and not lost:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                if not timed_out:
+                    timed_out = True
+                    with contextlib.suppress(OSError):
+                        os.kill(kernel.pid, signal.SIGINT)
+                    deadline = now + grace_s
+                else:
+                    lost = True  # it ignored the interrupt
+                    break
+            wait = None if deadline is None else max(deadline - now, 0.0)
+            for key, _ in sel.select(wait):
+                if key.data is None:
+                    try:
+                        reply = read_header(functools.partial(os.read, kernel.rep_r))
+                    except (ProtocolError, OSError):
+                        lost = True  # the kernel died
+                    break
+                with contextlib.suppress(BlockingIOError):
+                    chunk = os.read(key.fd, CHUNK)
+                    if chunk:
+                        key.data.feed(chunk)
+                    else:
+                        sel.unregister(key.fd)
+        for fd, capture in ((kernel.out_r, out), (kernel.err_r, err)):
+            with contextlib.suppress(OSError):
+                while chunk := os.read(fd, CHUNK):
+                    capture.feed(chunk)
+    finally:
+        sel.close()
+    duration = time.monotonic() - started
+    result: dict[str, Any] = {
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_truncated": out.truncated,
+        "stderr_truncated": err.truncated,
+        "timed_out": timed_out,
+        "duration_s": round(duration, 6),
+        "signal": None,
+        "state_lost": lost,
+        "value": None,
+        "display": [],
+        "error": None,
+    }
+    if lost:
+        pid = kernel.pid
+        kernel.close()
+        _wait_nohang(pid)
+        kernel = None
+        result["exit_code"] = None
+        if timed_out:
+            result["error"] = (
+                f"timed out after {timeout_s:g} s and did not stop on KeyboardInterrupt: "
+                "the interpreter was restarted, its state is lost"
+            )
+        else:
+            result["error"] = (
+                "the session's interpreter died (most likely out of memory or killed): "
+                "it was restarted, its state is lost"
+            )
+    else:
+        assert reply is not None
+        code_ = reply.get("status")
+        result["exit_code"] = code_ if isinstance(code_, int) else 1
+        result["value"] = reply.get("value")
+        result["display"] = reply.get("display") or []
+        if timed_out:
+            result["error"] = f"timed out after {timeout_s:g} s (interrupted; state kept)"
+    return kernel, result, collect_artifacts(workdir, before, limits)
+
+
+def install_wheels(header: dict[str, Any], site: str) -> dict[str, Any]:
+    """Unpack the frame's wheels into the session's site dir (the next cell imports them)."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    staging = tempfile.mkdtemp(prefix="pyc-wheels-")
+    try:
+        write_inputs(header, staging)
+        installed = []
+        for entry in header.get("files") or []:
+            name = check_name(entry.get("name"))
+            if not name.endswith(".whl") or "/" in name:
+                raise ValueError(f"{name!r} is not a wheel file name")
+            with zipfile.ZipFile(os.path.join(staging, name)) as wheel:
+                for member in wheel.namelist():
+                    check_name(member.rstrip("/") or ".")
+                wheel.extractall(site)
+            installed.append(name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result = empty_result(None)
+    result["exit_code"] = 0
+    result["installed"] = installed
+    return result
+
+
+def read_one(workdir: str, header: dict[str, Any]) -> Collected:
+    """One work-dir file as an artifact (a session download)."""
+    name = check_name(header.get("name"))
+    limits = header.get("limits") or {}
+    out = Collected()
+    fd = os.open(os.path.join(workdir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    cap = _limit(limits, "max_artifact_bytes")
+    if not stat.S_ISREG(st.st_mode) or (cap is not None and st.st_size > cap):
+        os.close(fd)
+        out.skip(name, st.st_size, "not a regular file or over the per-file limit")
+        return out
+    out.artifacts.append(Artifact(name, st.st_size, fd))
+    return out
 
 
 def _set_dumpable(on: bool) -> None:
@@ -738,10 +1210,15 @@ def main(argv: list[str]) -> int:
         gc.freeze()
     if os.environ.get("PYC_HELLO") == "1":
         try:
-            _write_all(result_fd, encode_header({"ready": True, "preimported": imported}))
+            hello: dict[str, Any] = {"ready": True, "preimported": imported}
+            if os.environ.get("PYC_MODE") == "session":
+                hello["mode"] = "session"  # a harness without session mode would not say so
+            _write_all(result_fd, encode_header(hello))
         except OSError:
             log("nobody is listening for the ready frame")
             return 3
+    if os.environ.get("PYC_MODE") == "session":
+        return serve_session(workdir, result_fd)
     try:
         header = read_header(_read_fd0)
     except ProtocolError as exc:

@@ -16,7 +16,8 @@ name, message and detail:
     ├── InvalidRequestError         400 / 413 / 415  malformed input, too large, wrong file type
     ├── AuthenticationError         401
     ├── PermissionDeniedError       403
-    ├── NotFoundError               404  unknown execution, artifact or tool
+    ├── NotFoundError               404 / 410  unknown execution, artifact, tool or session
+    ├── RateLimitedError            429  over a quota or the per-caller session cap
     ├── CodeRejectedError           422  policy or verification refused the code (.findings)
     ├── ServiceUnavailableError     502 / 503 / 504  engine or model unavailable
     ├── ServerError                 500 and anything else unexpected
@@ -34,7 +35,15 @@ from typing import IO, Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from service.models import Artifact, ExecutionResponse, ToolResult
+from service.models import (
+    Artifact,
+    CellResponse,
+    ExecutionResponse,
+    InstallResponse,
+    SessionFile,
+    SessionInfo,
+    ToolResult,
+)
 
 FileSpec = str | os.PathLike[str] | tuple[str, bytes]
 """An input file: a path on disk, or ``(name, content)``."""
@@ -89,6 +98,10 @@ class NotFoundError(GatewayError):
     pass
 
 
+class RateLimitedError(GatewayError):
+    """429: over the key's quota, or holding as many sessions as allowed."""
+
+
 class CodeRejectedError(GatewayError):
     pass
 
@@ -112,6 +125,8 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    410: NotFoundError,
+    429: RateLimitedError,
     422: CodeRejectedError,
     502: ServiceUnavailableError,
     503: ServiceUnavailableError,
@@ -323,6 +338,106 @@ class Client:
         targets = _targets(result, Path(out_dir))
         return [self.download(artifact, target) for artifact, target in targets]
 
+    def session(
+        self,
+        *,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+        cpus: float | None = None,
+        idle_ttl_s: float | None = None,
+        engine: str | None = None,
+    ) -> Session:
+        """``POST /v1/sessions``: a stateful session; ``with gateway.session() as s:`` closes
+        it at the end."""
+        body = _session_body(timeout_s, memory_mb, cpus, idle_ttl_s, engine)
+        return Session(self, _parse(self._send("POST", "/v1/sessions", json=body), SessionInfo))
+
+
+def _session_body(
+    timeout_s: float | None,
+    memory_mb: int | None,
+    cpus: float | None,
+    idle_ttl_s: float | None,
+    engine: str | None,
+) -> dict[str, Any]:
+    values = {
+        "timeout_s": timeout_s,
+        "memory_mb": memory_mb,
+        "cpus": cpus,
+        "idle_ttl_s": idle_ttl_s,
+        "engine": engine,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _files(body: Any) -> list[SessionFile]:
+    return [SessionFile.model_validate(entry) for entry in body]
+
+
+class Session:
+    """An open session of a ``Client``: cells keep their variables, imports and files."""
+
+    def __init__(self, client: Client, info: SessionInfo) -> None:
+        self.client = client
+        self.info = info
+        self.id = info.id
+        self._path = f"/v1/sessions/{info.id}"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(
+        self, code: str, files: Sequence[FileSpec] = (), *, timeout_s: float | None = None
+    ) -> CellResponse:
+        """Run a cell; ``value`` is the repr of its last expression."""
+        with ExitStack() as stack:
+            data, parts = _form(stack, {"code": code, "timeout_s": timeout_s}, files)
+            response = self.client._send(
+                "POST", f"{self._path}/execute", data=data, files=parts or None
+            )
+        return _parse(response, CellResponse)
+
+    def upload(self, files: Sequence[FileSpec]) -> list[SessionFile]:
+        with ExitStack() as stack:
+            _, parts = _form(stack, {}, files)
+            response = self.client._send("POST", f"{self._path}/files", files=parts)
+        return _files(_json(response))
+
+    def files(self) -> list[SessionFile]:
+        return _files(_json(self.client._send("GET", f"{self._path}/files")))
+
+    def read(self, name: str) -> bytes:
+        """A file of the session's work dir (one written by a cell, or uploaded)."""
+        response = self.client._send("GET", f"{self._path}/files/{name}")
+        if response.status_code >= 400:
+            raise error_from(response)
+        return response.content
+
+    def install(self, name: str, version: str | None = None) -> InstallResponse:
+        body = {"name": name, "version": version}
+        return _parse(
+            self.client._send("POST", f"{self._path}/packages", json=body), InstallResponse
+        )
+
+    def run_script(
+        self, path: str, args: Sequence[str] = (), *, timeout_s: float | None = None
+    ) -> CellResponse:
+        body = {"path": path, "args": list(args), "timeout_s": timeout_s}
+        return _parse(self.client._send("POST", f"{self._path}/scripts", json=body), CellResponse)
+
+    def environment(self) -> dict[str, Any]:
+        body: dict[str, Any] = _json(self.client._send("GET", f"{self._path}/environment"))
+        return body
+
+    def close(self) -> None:
+        """End the session (a session that already ended is fine)."""
+        response = self.client._send("DELETE", self._path)
+        if response.status_code not in (200, 404):
+            raise error_from(response)
+
 
 class AsyncClient:
     """The same as ``Client``, for asyncio code: ``async with AsyncClient(url) as gateway``."""
@@ -439,3 +554,73 @@ class AsyncClient:
     ) -> list[Path]:
         targets = _targets(result, Path(out_dir))
         return [await self.download(artifact, target) for artifact, target in targets]
+
+    async def session(
+        self,
+        *,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+        cpus: float | None = None,
+        idle_ttl_s: float | None = None,
+        engine: str | None = None,
+    ) -> AsyncSession:
+        """``async with await gateway.session() as s:``."""
+        body = _session_body(timeout_s, memory_mb, cpus, idle_ttl_s, engine)
+        info = _parse(await self._send("POST", "/v1/sessions", json=body), SessionInfo)
+        return AsyncSession(self, info)
+
+
+class AsyncSession:
+    """``Session`` for ``AsyncClient``."""
+
+    def __init__(self, client: AsyncClient, info: SessionInfo) -> None:
+        self.client = client
+        self.info = info
+        self.id = info.id
+        self._path = f"/v1/sessions/{info.id}"
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def execute(
+        self, code: str, files: Sequence[FileSpec] = (), *, timeout_s: float | None = None
+    ) -> CellResponse:
+        with ExitStack() as stack:
+            data, parts = _form(stack, {"code": code, "timeout_s": timeout_s}, files)
+            response = await self.client._send(
+                "POST", f"{self._path}/execute", data=data, files=parts or None
+            )
+        return _parse(response, CellResponse)
+
+    async def install(self, name: str, version: str | None = None) -> InstallResponse:
+        body = {"name": name, "version": version}
+        response = await self.client._send("POST", f"{self._path}/packages", json=body)
+        return _parse(response, InstallResponse)
+
+    async def run_script(
+        self, path: str, args: Sequence[str] = (), *, timeout_s: float | None = None
+    ) -> CellResponse:
+        body = {"path": path, "args": list(args), "timeout_s": timeout_s}
+        response = await self.client._send("POST", f"{self._path}/scripts", json=body)
+        return _parse(response, CellResponse)
+
+    async def files(self) -> list[SessionFile]:
+        return _files(_json(await self.client._send("GET", f"{self._path}/files")))
+
+    async def read(self, name: str) -> bytes:
+        response = await self.client._send("GET", f"{self._path}/files/{name}")
+        if response.status_code >= 400:
+            raise error_from(response)
+        return response.content
+
+    async def environment(self) -> dict[str, Any]:
+        body: dict[str, Any] = _json(await self.client._send("GET", f"{self._path}/environment"))
+        return body
+
+    async def close(self) -> None:
+        response = await self.client._send("DELETE", self._path)
+        if response.status_code not in (200, 404):
+            raise error_from(response)

@@ -6,8 +6,11 @@
     ├── Unauthorized                401  no or unknown API key
     ├── Forbidden                   403  the caller's role lacks the permission
     ├── RateLimited                 429  the caller's key is over its rate or job quota
-    │   └── QueueFull               429  the run queue is full, or a job waited past its cap
+    │   ├── QueueFull               429  the run queue is full, or a job waited past its cap
+    │   └── SessionLimit            429  the caller holds as many sessions as allowed
     ├── NotFound                    404  unknown execution, artifact, database, table or file
+    ├── SessionGone                 410  the session's sandbox died (its state with it)
+    ├── PackageRejected             422  install_package refused (blocked, sdist only, too big)
     ├── PathNotAllowed              403  a storage path outside the roots, a symlink, a device
     ├── QueryRejected               422  the SQL guard refused the statement (not read-only)
     ├── QueryFailed                 422  the database refused or failed the query (its message)
@@ -16,6 +19,7 @@
     ├── StorageUnavailable          502  the object store failed or refused our credentials
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
+    ├── SessionsExhausted           503  the gateway holds as many sessions as it allows
     ├── EngineUnavailable           503  no engine can run code now
     │   ├── RunnerImageMissing      503  engine up, runner image absent (names the build command)
     │   └── DiskFull                503  the execution dir ran out of space (ENOSPC) mid-job
@@ -71,7 +75,23 @@ class QueueFull(RateLimited):
     """The gateway is saturated (not this caller's quota): come back after ``retry_after_s``."""
 
 
+class SessionLimit(RateLimited):
+    pass
+
+
 class NotFound(PythonCoderError):
+    pass
+
+
+class SessionGone(PythonCoderError):
+    pass
+
+
+class PackageRejected(PythonCoderError):
+    pass
+
+
+class SessionsExhausted(PythonCoderError):
     pass
 
 

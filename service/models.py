@@ -124,6 +124,10 @@ class ExecuteJSONRequest(BaseModel):
     )
     timeout_s: float | None = Field(default=None, gt=0)
     engine: str | None = None
+    packages: list[str] = Field(
+        default_factory=list,
+        description="packages to install for this run: 'name' or 'name==version' (wheels only)",
+    )
 
 
 class ErrorBody(Frozen):
@@ -160,3 +164,62 @@ class ToolResult(Frozen):
     @classmethod
     def failure(cls, error: str, message: str, data: dict[str, Any] | None = None) -> ToolResult:
         return cls(text=message, data=data, is_error=True, error=error)
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+class Display(Frozen):
+    """A rich output of a cell: ``text/html`` (a DataFrame) or ``image/png`` (base64)."""
+
+    mime: str
+    data: str
+
+
+class SessionInfo(Frozen):
+    """An open session: a dedicated sandbox with a persistent interpreter."""
+
+    id: str
+    engine: str
+    isolation: list[str] = Field(default_factory=list)
+    created_at: float = Field(description="unix time")
+    expires_at: float = Field(description="unix time the idle TTL or the lifetime ends it")
+    idle_ttl_s: float
+    timeout_s: float = Field(description="default cell timeout")
+    memory_mb: int
+    cpus: float
+    cells: int = 0
+    installed: dict[str, str] = Field(default_factory=dict, description="session installs")
+
+
+class CellResponse(Frozen):
+    """Result of a session cell (``/v1/sessions/{id}/execute``) or a ``run_script``."""
+
+    session_id: str
+    cell: int
+    success: bool
+    output: str = ""
+    error: str | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    state_lost: bool = Field(False, description="the interpreter was restarted: state is gone")
+    value: str | None = Field(None, description="repr of the cell's last expression")
+    display: list[Display] = Field(default_factory=list)
+    output_truncated: bool = False
+    error_truncated: bool = False
+    execution_time: float = 0.0
+    artifacts: list[Artifact] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class SessionFile(Frozen):
+    name: str
+    size: int
+
+
+class InstallResponse(Frozen):
+    session_id: str
+    package: str
+    version: str
+    wheels: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="dependencies already present")

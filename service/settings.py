@@ -116,6 +116,24 @@ class Settings(BaseSettings):
     llm_max_retries: int = 1
     max_repair_rounds: int = 1
 
+    # --- sessions (service/pipeline/sessions.py) ---------------------------------------------
+    # A session is a dedicated sandbox with a persistent interpreter; its state lives only as
+    # long as the sandbox and the gateway process that holds it.
+    session_idle_ttl: int = Field(900, ge=1, le=86400, description="idle session ends, s")
+    session_max_lifetime: int = Field(3600, ge=1, le=7 * 86400, description="session ends, s")
+    sessions_per_caller: int = Field(3, ge=1, description="open sessions per caller")
+    max_sessions: int = Field(16, ge=1, description="open sessions in total")
+    session_sweep_interval: float = Field(5.0, gt=0, description="how often TTLs are checked")
+    session_interrupt_grace: float = Field(
+        3.0, ge=0, le=60, description="a timed-out cell's time to stop on KeyboardInterrupt, s"
+    )
+    # install_package: wheels resolved and downloaded by the gateway (pip, only-binary) into
+    # <execution_dir>/wheelhouse, then sent into the session; comma-separated project names.
+    package_allow: str = ""  # empty: any package not denied
+    package_deny: str = ""
+    package_max_mb: int = Field(50, ge=1, description="all wheels of one install, MB")
+    package_index_url: str | None = None  # pip's --index-url; None: pip's own default
+
     # --- server ----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
@@ -227,6 +245,18 @@ class Settings(BaseSettings):
     @property
     def audit_log_file(self) -> Path:
         return self.audit_log_path or self.execution_dir / "audit.jsonl"
+
+    @property
+    def wheelhouse(self) -> Path:
+        return self.execution_dir / "wheelhouse"
+
+    @property
+    def package_allow_list(self) -> list[str]:
+        return self._names(self.package_allow)
+
+    @property
+    def package_deny_list(self) -> list[str]:
+        return self._names(self.package_deny)
 
     @property
     def local_runner_python(self) -> Path:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +34,9 @@ from service.executors.registry import ExecutorRegistry
 from service.models import ToolResult
 from service.settings import Settings
 from service.tools.registry import DataTools
+
+if TYPE_CHECKING:
+    from service.pipeline.sessions import SessionManager
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ToolContext:
     # Where artifact URLs are rooted (``http://host:port``); None in-process (stdio), where
     # artifacts are named by their path on disk instead.
     base_url: str | None = None
+    sessions: SessionManager | None = None  # None: no session tools (they answer so)
 
 
 Handler = Callable[[ToolContext, Any], Awaitable[ToolResult]]
@@ -145,8 +149,25 @@ def build_catalogue() -> Catalogue:
     from service.agent_tools.data import DATA_TOOLS
     from service.agent_tools.environment import GET_ENVIRONMENT
     from service.agent_tools.execute import EXECUTE_CODE, GENERATE_AND_RUN
+    from service.agent_tools.sessions import (
+        CLOSE_SESSION,
+        CREATE_SESSION,
+        INSTALL_PACKAGE,
+        RUN_SCRIPT,
+    )
 
-    return Catalogue([EXECUTE_CODE, GET_ENVIRONMENT, GENERATE_AND_RUN, *DATA_TOOLS])
+    return Catalogue(
+        [
+            EXECUTE_CODE,
+            GET_ENVIRONMENT,
+            GENERATE_AND_RUN,
+            CREATE_SESSION,
+            CLOSE_SESSION,
+            INSTALL_PACKAGE,
+            RUN_SCRIPT,
+            *DATA_TOOLS,
+        ]
+    )
 
 
 CATALOGUE = build_catalogue()

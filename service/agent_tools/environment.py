@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.agent_tools.catalogue import Tool, ToolContext
 from service.auth.permissions import Permission
@@ -13,8 +13,16 @@ from service.models import ToolResult
 class GetEnvironmentArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    session_id: str | None = Field(
+        default=None, description="Describe this session, its own installs included."
+    )
+
 
 async def get_environment(ctx: ToolContext, args: GetEnvironmentArgs) -> ToolResult:
+    if args.session_id is not None:
+        from service.agent_tools.sessions import session_environment
+
+        return await session_environment(ctx, args.session_id)
     executor = ctx.executors.get(None)
     env = await describe_environment(executor, ctx.settings)
     limits = env["limits"]
@@ -33,7 +41,8 @@ GET_ENVIRONMENT = Tool(
     name="get_environment",
     description=(
         "Describe the sandbox code runs in: Python version, installed packages with their "
-        "versions, the engine, and the limits (time, memory, CPU, files)."
+        "versions, the engine, and the limits (time, memory, CPU, files); with session_id, "
+        "that session (packages it installed are marked)."
     ),
     args=GetEnvironmentArgs,
     permission=Permission.EXECUTE,

@@ -61,6 +61,14 @@ class ExecuteCodeArgs(BaseModel):
         gt=0,
         description="Seconds before the run is stopped (default: the gateway's).",
     )
+    session_id: str | None = Field(
+        default=None,
+        description=(
+            "Run as a cell of this session (create_session): variables, imports and files "
+            "persist, and the value of a last bare expression is returned. Omit for a "
+            "fresh one-shot sandbox."
+        ),
+    )
 
 
 class GenerateAndRunArgs(BaseModel):
@@ -92,6 +100,10 @@ def _require_enabled(ctx: ToolContext) -> None:
 
 async def execute_code(ctx: ToolContext, args: ExecuteCodeArgs) -> ToolResult:
     _require_enabled(ctx)
+    if args.session_id is not None:
+        from service.agent_tools.sessions import run_cell
+
+        return await run_cell(ctx, args.session_id, args.code, args.files, args.timeout_s)
     executor = ctx.executors.get(None)
     staged = await stage_uploads(args.stage, ctx.data_tools, ctx.principal, ctx.settings)
     async with open_job(ctx.settings) as job:
@@ -227,7 +239,8 @@ EXECUTE_CODE = Tool(
         "scipy, matplotlib, scikit-learn and more are installed). Input files (inline, or stored "
         "files staged by path) land in the working directory. Returns stdout, stderr, and the "
         "files the script wrote: PNG plots as images, other files as download links. Nothing "
-        "persists between calls."
+        "persists between calls, unless session_id names a session (create_session): then it "
+        "runs as a cell there."
     ),
     args=ExecuteCodeArgs,
     permission=Permission.EXECUTE,

@@ -17,7 +17,7 @@ from security.policy import StaticPolicy
 from service import __version__
 from service.api.access import AccessGuard
 from service.api.errors import install_error_handlers
-from service.api.routes import data, execute, files, generate, health, tools
+from service.api.routes import data, execute, files, generate, health, sessions, tools
 from service.auth.exposure import check_exposure, key_store_for
 from service.auth.quotas import Quotas
 from service.cleanup import ArtifactSweeper, shutdown, startup_cleanup
@@ -26,6 +26,7 @@ from service.mcp.http import PATH as MCP_PATH
 from service.mcp.http import MCPEndpoint, mcp_lifespan
 from service.observability import install_observability
 from service.pipeline.jobs import intake_limits
+from service.pipeline.sessions import SessionManager
 from service.settings import Settings, get_settings
 from service.tools.registry import DataTools
 
@@ -67,10 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             described,
             f"{len(keys.records())} API key(s)" if keys.configured else "no API keys (local)",
         )
+        # Sessions live only as long as this process (their sandboxes end with it).
+        app.state.sessions = SessionManager(registry, settings, app.state.policy)
         try:
-            async with mcp_lifespan(app.state, settings):
-                yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(app.state.sessions.run_sweeper)
+                try:
+                    async with mcp_lifespan(app.state, settings):
+                        yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
+            await app.state.sessions.close()
             # Drain the pool, wait for running jobs, then kill and sweep what is left.
             await shutdown(settings, registry, sweeper)
             await anyio.to_thread.run_sync(registry.close)
@@ -89,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origin_list,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
@@ -99,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, settings)  # request ids, JSON logs, /metrics
     app.include_router(health.router)
     app.include_router(execute.router)
+    app.include_router(sessions.router)
     app.include_router(files.router)
     app.include_router(generate.router)
     app.include_router(tools.router)

@@ -123,6 +123,7 @@ class ParsedRequest:
     fields: dict[str, str]
     uploads: list[Upload] = field(default_factory=list)
     stage: list[str] = field(default_factory=list)  # stored files to copy in (pipeline/staging)
+    packages: list[str] = field(default_factory=list)  # install_package for a one-shot run
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -218,7 +219,9 @@ async def parse_job_request(
         if body.engine is not None:
             fields["engine"] = body.engine
         uploads = [Upload(f.name, _bytes_chunks(f.to_bytes())) for f in body.files]
-        return ParsedRequest(fields=fields, uploads=uploads, stage=list(body.stage))
+        return ParsedRequest(
+            fields=fields, uploads=uploads, stage=list(body.stage), packages=list(body.packages)
+        )
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await counted.form(max_files=10_000, max_fields=100)
         parsed = ParsedRequest(fields={}, _closers=[form.close])
@@ -234,6 +237,8 @@ async def parse_job_request(
                     parsed.uploads.append(Upload(value.filename or key, _upload_chunks(value)))
             elif key == "stage":  # repeatable
                 parsed.stage.append(value)
+            elif key == "packages":  # repeatable
+                parsed.packages.append(value)
             else:
                 parsed.fields[key] = value
         return parsed
@@ -280,6 +285,7 @@ class JobInput:
     timeout_s: float | None
     caller: Principal
     stage: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
 
     def required(self, name: str) -> str:
         value = self.fields.get(name, "")
@@ -311,6 +317,7 @@ async def job_input(
             timeout_s=float_field(parsed.fields, "timeout_s", maximum=settings.max_timeout),
             caller=caller,
             stage=parsed.stage,
+            packages=parsed.packages,
         )
     finally:
         await parsed.aclose()

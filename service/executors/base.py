@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,6 +193,21 @@ class Sandbox(ABC):
     def dispose(self) -> None:
         """Remove every trace of the sandbox."""
 
+    # A session sandbox (``Executor.open_session``) is not claimed: it answers many frames,
+    # one at a time, over the same channel (``service.executors.session.exchange``).
+
+    def wire_limits(self, limits: RunLimits) -> dict[str, Any]:
+        """The limits the harness enforces itself in this sandbox (``RunLimits.to_wire``)."""
+        return limits.to_wire()
+
+    def send_bytes(self, data: bytes, deadline: float) -> None:
+        """Write ``data`` to the harness's stdin by ``deadline`` (monotonic); session mode."""
+        raise NotImplementedError(f"{self.engine} sandboxes have no session channel")
+
+    def reader(self, deadline: float) -> Callable[[int], bytes]:
+        """A read callable on the harness's result channel that gives up at ``deadline``."""
+        raise NotImplementedError(f"{self.engine} sandboxes have no session channel")
+
 
 class Executor(ABC):
     """An engine: provisions single-use sandboxes and answers for its own host resources."""
@@ -219,13 +235,20 @@ class Executor(ABC):
         preimport: str = "",
         input_room: int = 0,
         tag: str | None = None,
+        session: bool = False,
     ) -> Sandbox:
         """A started sandbox waiting for one request, its ``preimport`` modules imported.
 
         ``input_room``: bytes of inputs it must make room for (engines that charge the work
-        dir to the memory limit); ``tag``: a cold run's job id, for names and labels.
+        dir to the memory limit); ``tag``: a cold run's job id, for names and labels;
+        ``session``: the harness serves frames until its stdin ends (``open_session``).
         Raises ``EngineUnavailable``/``ExecutorError``/``RunnerImageMissing``.
         """
+
+    def open_session(self, limits: RunLimits, *, tag: str) -> Sandbox:
+        """A sandbox whose harness runs in session mode (a persistent interpreter), warm with
+        the pool's pre-imports; never taken from the pool (its harness is one-shot)."""
+        return self.provision(limits, preimport=POOL_PREIMPORT, tag=tag, session=True)
 
     def serve(self, sandbox: Sandbox, request: RunRequest) -> RunResult:
         """Run ``request`` in ``sandbox`` (once), cancellable by job id meanwhile."""

@@ -40,6 +40,7 @@ def http_tool_context(ctx: ServerRequestContext[Any, Any]) -> ToolContext:
         policy=state.policy,
         data_tools=state.data_tools,
         base_url=str(request.base_url).rstrip("/"),
+        sessions=getattr(state, "sessions", None),
     )
 
 

@@ -19,6 +19,7 @@ from service.auth.permissions import LOCAL_OPERATOR
 from service.cleanup import ArtifactSweeper, shutdown
 from service.executors.registry import ExecutorRegistry
 from service.mcp.server import build_server
+from service.pipeline.sessions import SessionManager
 from service.settings import Settings
 from service.tools.registry import DataTools
 
@@ -35,20 +36,27 @@ async def serve_stdio(settings: Settings) -> None:
     registry.open_slots()
     sweeper = ArtifactSweeper(settings)
     sweeper.start()
+    policy = StaticPolicy()
+    sessions = SessionManager(registry, settings, policy)
     ctx = ToolContext(
         principal=LOCAL_OPERATOR,
         settings=settings,
         executors=registry,
-        policy=StaticPolicy(),
+        policy=policy,
         data_tools=data_tools,
+        sessions=sessions,
     )
     server = build_server(CATALOGUE, lambda _request: ctx)
     log.info("python-coder MCP on stdio: %s", registry.describe())
     try:
-        async with stdio_server() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(sessions.run_sweeper)
+            async with stdio_server() as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+            tasks.cancel_scope.cancel()
     finally:
         try:
+            await sessions.close()
             # Drain the pool, wait for running jobs, then kill leftovers.
             await shutdown(settings, registry, sweeper)
             await anyio.to_thread.run_sync(registry.close)

@@ -53,6 +53,8 @@ class Job:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # Files placed beside the inputs without intake (a one-shot run's installed packages).
+    extra_inputs: tuple[InputFile, ...] = ()
 
     @property
     def input_names(self) -> list[str]:
@@ -164,7 +166,8 @@ async def run_code(
     request = RunRequest(
         job_id=job.id,
         code=code,
-        inputs=tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files),
+        inputs=tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
+        + job.extra_inputs,
         output_dir=job.output_dir,
         limits=run_limits(settings, timeout_s),
     )

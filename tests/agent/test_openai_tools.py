@@ -12,6 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from service.tools.registry import TOOLS as DATA_TOOLS
 from tests.agent.conftest import PLOT_CODE, SALES_CSV, Gateway, agent_settings, run_gateway
 from tests.llm.openai_server import ScriptedOpenAI
 from tests.llm.scripts import approve, fenced
@@ -31,7 +32,11 @@ VALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
         },
         {"code": "print(1)", "stage": ["sales.csv", "s3://bucket/key.parquet"]},
     ],
-    "get_environment": [{}],
+    "get_environment": [{}, {"session_id": "s-1"}],
+    "create_session": [{}, {"timeout_s": 5, "memory_mb": 256, "idle_ttl_s": 60}],
+    "close_session": [{"session_id": "s-1"}],
+    "install_package": [{"session_id": "s-1", "name": "tabulate", "version": "0.9.0"}],
+    "run_script": [{"session_id": "s-1", "path": "job.py", "args": ["--n", "3"]}],
 }
 INVALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
     "execute_code": [
@@ -44,6 +49,10 @@ INVALID_ARGUMENTS: dict[str, list[dict[str, Any]]] = {
         {"code": "print(1)", "stage": "sales.csv"},
     ],
     "get_environment": [{"verbose": True}],
+    "create_session": [{"timeout_s": 0}, {"engine": "docker"}],
+    "close_session": [{}, {"session_id": ""}],
+    "install_package": [{"session_id": "s-1"}, {"name": "x"}],
+    "run_script": [{"session_id": "s-1"}, {"session_id": "s-1", "path": "a.py", "args": "x"}],
 }
 
 
@@ -65,8 +74,10 @@ def test_tool_schemas_are_valid_json_schema_and_accept_what_the_tools_accept(
     tools = tools_by_name(local_gateway)
     assert "generate_and_run" not in tools  # no LLM configured
     # The data tools' schemas are checked in test_data_tools.py.
-    for name in ("execute_code", "get_environment"):
-        function = tools[name]
+    assert set(tools) - {spec.name for spec in DATA_TOOLS} == set(VALID_ARGUMENTS)
+    for name, function in tools.items():
+        if name not in VALID_ARGUMENTS:
+            continue
         assert function["description"]
         schema = function["parameters"]
         Draft202012Validator.check_schema(schema)

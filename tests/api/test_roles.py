@@ -23,6 +23,14 @@ ROUTES: list[tuple[str, str, Permission, dict[str, Any]]] = [
     ("POST", "/v1/generate", Permission.EXECUTE, {"data": {"query": "how many rows?"}}),
     ("POST", "/v1/files/inspect", Permission.EXECUTE, {"data": {"x": "no files"}}),
     ("GET", "/v1/executions/abc123/artifacts/out.csv", Permission.EXECUTE, {}),
+    ("POST", "/v1/sessions", Permission.EXECUTE, {"json": {"memory_mb": 1}}),
+    ("GET", "/v1/sessions/s-none", Permission.EXECUTE, {}),
+    ("DELETE", "/v1/sessions/s-none", Permission.EXECUTE, {}),
+    ("POST", "/v1/sessions/s-none/execute", Permission.EXECUTE, {"json": {"code": "1"}}),
+    ("GET", "/v1/sessions/s-none/files", Permission.EXECUTE, {}),
+    ("GET", "/v1/sessions/s-none/environment", Permission.EXECUTE, {}),
+    ("POST", "/v1/sessions/s-none/packages", Permission.INSTALL, {"json": {"name": "x"}}),
+    ("POST", "/v1/sessions/s-none/scripts", Permission.RUN_SCRIPT, {"json": {"path": "a.py"}}),
 ]
 OPEN = ["/healthz", "/metrics"]
 

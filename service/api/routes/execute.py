@@ -21,6 +21,7 @@ from service.errors import NotFound
 from service.models import ExecutionResponse
 from service.pipeline.execute import run_execution
 from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
+from service.pipeline.packages import package_inputs
 from service.pipeline.staging import stage_uploads
 
 router = APIRouter(
@@ -43,7 +44,8 @@ ARTIFACT_HEADERS = {
     summary="Run Python code against uploaded files in a fresh sandbox",
     description=(
         "multipart/form-data (`code`, `files` repeatable, `stage` repeatable, `timeout_s`, "
-        "`engine`) or JSON (`code`, `files` inline, `stage`, `timeout_s`, `engine`). `stage` "
+        "`engine`, `packages` repeatable) or JSON (`code`, `files` inline, `stage`, `timeout_s`, "
+        "`engine`, `packages`). `packages` installs wheels for this run (as install_package). `stage` "
         "copies stored files (storage paths, s3://bucket/key, a query's stored_as) in by name. "
         "422 when the static policy refuses the code; a script that fails is a 200 with "
         "`success: false`."
@@ -61,6 +63,9 @@ async def execute(
     staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
     async with open_job(settings) as job:
         await intake_uploads(job, [*job_in.uploads, *staged], settings)
+        if job_in.packages:
+            principal.require(Permission.INSTALL)
+            job.extra_inputs = await package_inputs(job_in.packages, job, job_in.executor, settings)
         # A client that hangs up does not leave its sandbox running to the timeout.
         return await cancel_on_disconnect(
             request,

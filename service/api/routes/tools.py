@@ -34,6 +34,7 @@ def tool_context(
         policy=policy,
         data_tools=data_tools,
         base_url=str(request.base_url).rstrip("/"),
+        sessions=getattr(request.app.state, "sessions", None),
     )
 
 

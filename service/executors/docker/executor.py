@@ -31,6 +31,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -140,6 +141,27 @@ class DockerSandbox(Sandbox):
         self._disposed = True
         self.attachment.close()
         self.executor.remove(self.container_id)
+
+    def wire_limits(self, limits: RunLimits) -> dict[str, Any]:
+        # As encode_request here: the container's cgroup holds memory and tasks.
+        return {**limits.to_wire(), "memory_bytes": None, "nproc": None}
+
+    def send_bytes(self, data: bytes, deadline: float) -> None:
+        sock = self.attachment.sock
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.sendall(data)
+
+    def reader(self, deadline: float) -> Callable[[int], bytes]:
+        self.demux.deadline = lambda: deadline
+        demux = self.demux
+
+        def read(n: int) -> bytes:
+            try:
+                return demux.read_stdout(n)
+            except StreamTimeout as exc:
+                raise TimeoutError("the session's runner did not answer in time") from exc
+
+        return read
 
     def run(self, request: RunRequest) -> RunResult:
         began = time.monotonic()
@@ -384,6 +406,7 @@ class DockerExecutor(Executor):
         preimport: str = "",
         input_room: int = 0,
         tag: str | None = None,
+        session: bool = False,
     ) -> DockerSandbox:
         """Create, attach, start, and wait for the harness's ready frame.
 
@@ -412,6 +435,7 @@ class DockerExecutor(Executor):
                     environment={
                         "PYC_PREIMPORT": preimport,
                         "PYC_HELLO": "1",
+                        "PYC_MODE": "session" if session else "oneshot",
                         "HOME": "/tmp",
                         "MPLBACKEND": "Agg",
                         "LANG": "C.UTF-8",
@@ -444,6 +468,11 @@ class DockerExecutor(Executor):
                 ) from exc
             if not hello.get("ready"):
                 raise ExecutorError(f"the runner in {name} sent {hello!r} instead of ready")
+            if session and hello.get("mode") != "session":
+                raise RunnerImageMissing(
+                    f"runner image {self.image} has no session mode (built from older runner "
+                    "sources): rebuild it with `python-coder build-runner`"
+                )
             phases.start = time.monotonic() - mark
             sandbox = DockerSandbox(
                 self, container_id, name, attachment, demux, limits, input_room, phases

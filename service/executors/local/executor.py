@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -108,6 +109,30 @@ class LocalSandbox(Sandbox):
             self.cgroup.kill()
         if self.lease is not None:
             kill_uid(self.lease.uid)
+
+    def wire_limits(self, limits: RunLimits) -> dict[str, Any]:
+        # As encode_request here: RLIMIT_AS with headroom, the uid's task budget.
+        wire = limits.to_wire()
+        wire["memory_bytes"] = limits.memory_bytes + AS_HEADROOM_BYTES
+        wire["nproc"] = self.nproc
+        return wire
+
+    def send_bytes(self, data: bytes, deadline: float) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def reader(self, deadline: float) -> Callable[[int], bytes]:
+        assert self.proc.stdout
+        fd = self.proc.stdout.fileno()
+
+        def read(n: int) -> bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError("the session's runner did not answer in time")
+            return os.read(fd, n)  # unbuffered: frames follow each other on this pipe
+
+        return read
 
     def run(self, request: RunRequest) -> RunResult:
         started = time.monotonic()
@@ -432,6 +457,7 @@ class SubprocessExecutor(Executor):
         preimport: str = "",
         input_room: int = 0,
         tag: str | None = None,
+        session: bool = False,
     ) -> LocalSandbox:
         weak = self.weak_sandbox()
         if weak is not None:
@@ -469,6 +495,7 @@ class SubprocessExecutor(Executor):
                 seccomp_fd=program.fd if program else None,
                 preimport=preimport,
             )
+            env["PYC_MODE"] = "session" if session else "oneshot"
             drop_to = uid if not iso.bwrap else None
             if cgroup is not None:
                 if drop_to is not None and iso.setpriv:
@@ -507,7 +534,9 @@ class SubprocessExecutor(Executor):
                 self, proc, layout, lease, limits, nproc, tail, [tail_thread], cgroup
             )
             try:
-                _await_ready(proc.stdout, READY_TIMEOUT_S)
+                hello = _await_ready(proc.stdout, READY_TIMEOUT_S)
+                if session and hello.get("mode") != "session":
+                    raise protocol.ProtocolError("the local harness has no session mode")
             except (protocol.ProtocolError, OSError, TimeoutError) as exc:
                 sandbox.dispose()
                 raise ExecutorError(
@@ -599,7 +628,7 @@ def _safe(job_id: str) -> str:
 # ---------------------------------------------------------------------- talking to the harness
 
 
-def _await_ready(stdout: IO[bytes], timeout: float) -> None:
+def _await_ready(stdout: IO[bytes], timeout: float) -> dict[str, Any]:
     """Read the harness's ready frame, giving up after ``timeout`` seconds."""
     fd = stdout.fileno()
     deadline = time.monotonic() + timeout
@@ -613,6 +642,7 @@ def _await_ready(stdout: IO[bytes], timeout: float) -> None:
     hello = protocol.read_header(read)
     if not hello.get("ready"):
         raise protocol.ProtocolError(f"expected the ready frame, got {hello!r}")
+    return hello
 
 
 def _send_request(stdin: IO[bytes], frame: bytes, request: RunRequest) -> None:
