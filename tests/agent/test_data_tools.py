@@ -39,6 +39,12 @@ DATA_TOOL_NAMES = {
 }
 # The Python tools every role may use (no LLM configured here: no generate_and_run).
 PYTHON_TOOL_NAMES = {"execute_code", "get_environment"}
+SESSION_TOOLS = {
+    "create_session": Permission.EXECUTE,
+    "close_session": Permission.EXECUTE,
+    "install_package": Permission.INSTALL,
+    "run_script": Permission.RUN_SCRIPT,
+}
 PERMISSION_OF = {spec.name: spec.permission for spec in TOOLS}
 
 SALES_CSV = "region,amount\nnorth,10\nsouth,5\nnorth,1\n"
@@ -74,7 +80,11 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedGateway]:
 
 def expected_tools(role: Role) -> set[str]:
     allowed = ROLE_PERMISSIONS[role]
-    return PYTHON_TOOL_NAMES | {name for name, p in PERMISSION_OF.items() if p in allowed}
+    return (
+        PYTHON_TOOL_NAMES
+        | {name for name, p in PERMISSION_OF.items() if p in allowed}
+        | {name for name, p in SESSION_TOOLS.items() if p in allowed}
+    )
 
 
 def calls(role: Role) -> dict[str, dict[str, Any]]:
