@@ -33,6 +33,7 @@ def _procs() -> list[int]:
 
 _UID_LINE = re.compile(rb"^Uid:\s+(\d+)", re.M)
 _THREADS_LINE = re.compile(rb"^Threads:\s+(\d+)", re.M)
+_ZOMBIE_LINE = re.compile(rb"^State:\s+Z", re.M)
 
 
 def _status(pid: int) -> bytes:
@@ -60,7 +61,14 @@ def tasks_of(uid: int) -> int:
 
 
 def pids_of_uid(uid: int) -> list[int]:
-    return [pid for pid in _procs() if _real_uid(_status(pid)) == uid]
+    """Live processes of ``uid``. Zombies are left out: they run nothing and hold nothing
+    but a pid, and SIGKILL cannot end them (their reaper, maybe not us, does)."""
+    found = []
+    for pid in _procs():
+        status = _status(pid)
+        if _real_uid(status) == uid and not _ZOMBIE_LINE.search(status):
+            found.append(pid)
+    return found
 
 
 def kill_uid(uid: int) -> None:
