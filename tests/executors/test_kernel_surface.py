@@ -21,6 +21,7 @@ from service.executors.local import seccomp
 from service.executors.local.executor import SubprocessExecutor
 from service.executors.registry import make_executor
 from service.settings import Settings, get_settings
+from tests.conftest import subprocess_engine_missing
 from tests.executors.conftest import MakeRequest
 from tests.executors.test_subprocess_executor import runner_dir, sandbox_processes
 
@@ -91,7 +92,9 @@ def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Executo
     assert isinstance(sub, SubprocessExecutor)
     iso = sub.isolation_info()
     if not (iso.bwrap and iso.seccomp):
-        pytest.skip(f"no bubblewrap sandbox with the seccomp filter here: {iso.detail}")
+        subprocess_engine_missing(
+            f"no bubblewrap sandbox with the seccomp filter here: {iso.detail}"
+        )
     yield sub
     sub.close()
     assert list(settings.execution_dir.iterdir()) == []
@@ -143,7 +146,7 @@ def test_the_subprocess_filter_answers_other_families_with_eafnosupport(
     settings = Settings(local_runner_dir=runner_dir(), execution_dir=tmp_path / "exec")
     sub = SubprocessExecutor(settings)
     if not (sub.isolation_info().bwrap and sub.isolation_info().seccomp):
-        pytest.skip("no bubblewrap sandbox with the seccomp filter here")
+        subprocess_engine_missing("no bubblewrap sandbox with the seccomp filter here")
     try:
         denied = probe(sub, make_request)["denied"]
     finally:

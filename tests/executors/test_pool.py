@@ -18,6 +18,7 @@ import pytest
 from service.executors.base import POOL_PREIMPORT, Executor, RunLimits
 from service.executors.pool import WarmPool
 from service.settings import Settings, get_settings
+from tests.conftest import subprocess_engine_missing
 from tests.executors.conftest import MakeRequest
 
 ENGINES = [
@@ -40,7 +41,7 @@ def build_executor(engine: str, tmp_path: Path, **overrides: Any) -> Executor:
     executor = SubprocessExecutor(settings)
     problem = executor.readiness()
     if not problem.ready:
-        pytest.skip(f"subprocess engine not ready here: {problem.detail}")
+        subprocess_engine_missing(f"subprocess engine not ready here: {problem.detail}")
     return executor
 
 
