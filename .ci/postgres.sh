@@ -4,6 +4,9 @@
 # with it) and a least-privilege read-only role (docs/data-tools.md). Idempotent and quick when
 # everything is there. Prints the export lines for the tests on stdout.
 set -euo pipefail
+# Only the export lines go to stdout (the caller evals them); everything the tools print
+# (apt, pg_ctlcluster's "Removed stale pid file", psql notices) goes to stderr.
+exec 3>&1 1>&2
 PORT=${PYCODER_PG_PORT:-55432}
 CLUSTER=pycoder
 
@@ -50,7 +53,7 @@ ALTER ROLE pycoder_reader SET statement_timeout = '60s';
 ALTER ROLE pycoder_reader CONNECTION LIMIT 20;
 SQL
 
-echo "export PYTHON_CODE_TEST_POSTGRES_URL=postgresql+psycopg://pycoder_owner:pycoder_owner@127.0.0.1:$PORT/pycoder_test"
-echo "export PYTHON_CODE_TEST_POSTGRES_READER_URL=postgresql+psycopg://pycoder_reader:pycoder_reader@127.0.0.1:$PORT/pycoder_test"
+echo >&3 "export PYTHON_CODE_TEST_POSTGRES_URL=postgresql+psycopg://pycoder_owner:pycoder_owner@127.0.0.1:$PORT/pycoder_test"
+echo >&3 "export PYTHON_CODE_TEST_POSTGRES_READER_URL=postgresql+psycopg://pycoder_reader:pycoder_reader@127.0.0.1:$PORT/pycoder_test"
 # A superuser, only to show that the gateway refuses such logins (loopback test cluster).
-echo "export PYTHON_CODE_TEST_POSTGRES_SUPERUSER_URL=postgresql+psycopg://pycoder_super:pycoder_super@127.0.0.1:$PORT/pycoder_test"
+echo >&3 "export PYTHON_CODE_TEST_POSTGRES_SUPERUSER_URL=postgresql+psycopg://pycoder_super:pycoder_super@127.0.0.1:$PORT/pycoder_test"
