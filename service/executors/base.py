@@ -272,13 +272,17 @@ class Executor(ABC):
                 return self.serve(sandbox, request)
             finally:
                 pool.dispose(sandbox)
+        started = time.monotonic()
         sandbox = self.provision(
             request.limits, input_room=sum(f.size for f in request.inputs), tag=request.job_id
         )
         try:
-            return self.serve(sandbox, request)
+            result = self.serve(sandbox, request)
         finally:
             sandbox.dispose()
+        if pool is not None:  # what a cold start costs this workload, for the pool's choice
+            pool.cold_served(time.monotonic() - started)
+        return result
 
     def cancel(self, job_ids: list[str] | None = None) -> list[str]:
         """Kill the scripts of these jobs (all running ones for None); their runs then

@@ -3,8 +3,14 @@
 Engine-agnostic: it only uses the port (``provision``, ``Sandbox.alive/dispose``,
 ``fingerprint``). Each sandbox serves exactly one request and is then disposed of, off the
 request path; none is ever reused. The pool holds between ``minimum`` and ``maximum``
-sandboxes: a request that finds it empty raises the target by one (it is served cold), and a
-target above the minimum falls back by one after ``SHRINK_AFTER_S`` without a miss.
+sandboxes: a request that finds it empty raises the target by one, and a target above the
+minimum falls back by one after ``SHRINK_AFTER_S`` without a miss.
+
+A request that finds it empty waits for a sandbox already being provisioned when that one is
+expected sooner than a cold start of its own (both times are measured); otherwise it is
+served cold. Under a load the host cannot refill for, this keeps the number of interpreters
+importing at once near the number of fillers instead of adding one cold start per request,
+all competing for the same cores.
 
 Background threads keep it healthy: fillers provision up to the target (backing off while
 the engine fails); the keeper replaces sandboxes that died, recycles ones older than
@@ -33,11 +39,13 @@ KEEPER_INTERVAL_S = 1.0
 FINGERPRINT_INTERVAL_S = 5.0
 BACKOFF_MAX_S = 30.0
 DISPOSERS = 2
+EWMA_WEIGHT = 0.3  # of the newest sample, for provision and cold-start times
 
 
 @dataclass
 class PoolStats:
     hits: int = 0
+    waited: int = 0  # hits that waited for a sandbox being provisioned
     misses: dict[str, int] = field(default_factory=dict)  # reason -> count
     provisioned: int = 0
     provision_failures: int = 0
@@ -87,6 +95,10 @@ class WarmPool:
         self._cond = threading.Condition()
         self._target = self.minimum
         self._provisioning = 0
+        self._inflight: list[float] = []  # start times of the provisions under way
+        self._waiting = 0  # requests waiting for one of them
+        self._provision_s: float | None = None  # moving averages, seconds
+        self._cold_s: float | None = None
         self._last_miss = 0.0
         self._fingerprint: str | None = None
         self._closed = False
@@ -104,19 +116,66 @@ class WarmPool:
         if not self._fits_shape(request):
             self._miss("shape")
             return None
+        waited = False
         with self._cond:
-            while self._idle:
-                sandbox, fp = self._idle.popleft()
-                if fp == self._fingerprint and sandbox.alive():
+            deadline: float | None = None
+            while True:
+                sandbox = self._pop_live()
+                if sandbox is not None:
                     self.stats.hits += 1
-                    self._cond.notify_all()  # a filler replaces it
+                    if waited:
+                        self.stats.waited += 1
+                        self._grow()  # demand outran the pool even though this one waited
                     self.hooks.hit(self.engine)
                     self.hooks.size(self.engine, len(self._idle))
                     return sandbox
-                self.stats.replaced_dead += 1
-                self._dispose(sandbox)
+                if deadline is None:
+                    wait = self._worth_waiting()
+                    if wait is None:
+                        break
+                    deadline = time.monotonic() + wait
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                waited = True
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
         self._miss("empty")
         return None
+
+    def _pop_live(self) -> Sandbox | None:
+        """The oldest idle sandbox that is current and alive (the dead are disposed of)."""
+        while self._idle:
+            sandbox, fp = self._idle.popleft()
+            if fp == self._fingerprint and sandbox.alive():
+                self._cond.notify_all()  # a filler replaces it
+                return sandbox
+            self.stats.replaced_dead += 1
+            self._dispose(sandbox)
+        return None
+
+    def _worth_waiting(self) -> float | None:
+        """How long to wait for a provision under way, or None to start cold now.
+
+        Waiters line up behind the provisions in start order; one waits when the provision
+        it would get is expected to finish before a cold start of its own would."""
+        if self._closed or self._waiting >= len(self._inflight) or self._provision_s is None:
+            return None
+        started = sorted(self._inflight)[self._waiting]
+        remaining = max(0.0, self._provision_s - (time.monotonic() - started))
+        cold = self._cold_s if self._cold_s is not None else self._provision_s
+        if remaining > cold:
+            return None
+        return remaining + 0.25 * self._provision_s  # slack for a busy host
+
+    def cold_served(self, seconds: float) -> None:
+        """A request was served cold in ``seconds``, from provisioning to its result: its
+        script imported for itself what a pooled sandbox would have had ready."""
+        with self._cond:
+            self._cold_s = _ewma(self._cold_s, seconds)
 
     def _fits_shape(self, request: RunRequest) -> bool:
         return request.limits.shape() == self.limits.shape() and (
@@ -128,10 +187,14 @@ class WarmPool:
         with self._cond:
             self.stats.misses[reason] = self.stats.misses.get(reason, 0) + 1
             if reason == "empty":
-                self._last_miss = time.monotonic()
-                self._target = min(self.maximum, self._target + 1)
-                self._cond.notify_all()
+                self._grow()
         self.hooks.miss(self.engine, reason)
+
+    def _grow(self) -> None:
+        """Called with the lock held: demand outran the pool, raise its target by one."""
+        self._last_miss = time.monotonic()
+        self._target = min(self.maximum, self._target + 1)
+        self._cond.notify_all()
 
     def dispose(self, sandbox: Sandbox) -> None:
         """Dispose of a used sandbox off the request path."""
@@ -160,9 +223,10 @@ class WarmPool:
                 if self._closed:
                     return
                 self._provisioning += 1
+                started = time.monotonic()
+                self._inflight.append(started)
                 fingerprint = self._fingerprint
             sandbox: Sandbox | None = None
-            started = time.monotonic()
             try:
                 if fingerprint is None:
                     fingerprint = self._refresh_fingerprint()
@@ -177,6 +241,8 @@ class WarmPool:
             finally:
                 with self._cond:
                     self._provisioning -= 1
+                    self._inflight.remove(started)
+                    self._cond.notify_all()  # waiters re-plan: it succeeded or failed
             if sandbox is None:
                 with self._cond:
                     self._cond.wait(backoff)
@@ -190,6 +256,7 @@ class WarmPool:
                     self._idle.append((sandbox, fingerprint or ""))
                     self.stats.provisioned += 1
                     self.stats.last_provision_s = round(seconds, 4)
+                    self._provision_s = _ewma(self._provision_s, seconds)
                     self.stats.last_error = None
                     size = len(self._idle)
                     self._cond.notify_all()
@@ -302,6 +369,7 @@ class WarmPool:
                 "min": self.minimum,
                 "max": self.maximum,
                 "hits": self.stats.hits,
+                "waited": self.stats.waited,
                 "misses": dict(self.stats.misses),
                 "provisioned": self.stats.provisioned,
                 "provision_failures": self.stats.provision_failures,
@@ -332,6 +400,10 @@ class WarmPool:
             self._dispose(sandbox)
         self._disposer.shutdown(wait=True)
         self.hooks.size(self.engine, 0)
+
+
+def _ewma(average: float | None, sample: float) -> float:
+    return sample if average is None else (1 - EWMA_WEIGHT) * average + EWMA_WEIGHT * sample
 
 
 def _dispose_quietly(sandbox: Sandbox) -> None:

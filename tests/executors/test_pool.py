@@ -153,6 +153,45 @@ def test_an_empty_pool_still_serves(executor: Executor, make_request: MakeReques
         pool.close()
 
 
+def test_an_empty_pool_waits_for_a_provision_under_way_when_cold_would_be_slower(
+    executor: Executor, make_request: MakeRequest
+) -> None:
+    pool = make_pool(executor, minimum=1, maximum=1)
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
+        held = pool.take(make_request("print(0)"))  # empties it; a filler starts at once
+        assert held is not None
+        wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
+        pool.cold_served(600.0)  # as if cold starts took minutes on this host
+        result = executor.run(make_request("print('waited')"))
+        assert result.success and result.stdout == "waited\n", result
+        assert pool.stats.waited == 1 and pool.stats.hits == 2, pool.snapshot()
+        assert pool.stats.misses == {}
+        pool.dispose(held)
+    finally:
+        executor.pool = None
+        pool.close()
+
+
+def test_an_empty_pool_starts_cold_when_that_is_sooner(
+    executor: Executor, make_request: MakeRequest
+) -> None:
+    pool = make_pool(executor, minimum=1, maximum=1)
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
+        held = pool.take(make_request("print(0)"))
+        assert held is not None
+        wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
+        pool.cold_served(0.0)  # as if a cold start were instant
+        result = executor.run(make_request("print('cold')"))
+        assert result.success and result.stdout == "cold\n", result
+        assert pool.stats.waited == 0 and pool.stats.misses == {"empty": 1}, pool.snapshot()
+        pool.dispose(held)
+    finally:
+        executor.pool = None
+        pool.close()
+
+
 def test_the_timeout_starts_when_the_request_is_delivered(
     executor: Executor, pool: WarmPool, make_request: MakeRequest
 ) -> None:
