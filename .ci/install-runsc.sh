@@ -18,7 +18,7 @@ import json, pathlib, sys
 
 path = pathlib.Path("/etc/docker/daemon.json")
 config = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
-wanted = {"path": sys.argv[1], "runtimeArgs": ["--network=none"]}
+wanted = {"path": sys.argv[1], "runtimeArgs": ["--network=none", "--oci-seccomp"]}
 if config.get("runtimes", {}).get("runsc") != wanted:
     config.setdefault("runtimes", {})["runsc"] = wanted
     path.write_text(json.dumps(config, indent=2) + "\n")

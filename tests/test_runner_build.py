@@ -229,7 +229,17 @@ def test_image_labels_user_and_package_list() -> None:
     assert config["Labels"]["io.python-coder.runner"] == "1"
     assert len(config["Labels"].get(rb.SOURCE_HASH_LABEL, "")) == 64, "build with build-runner"
     assert config["User"] == "10001:10001" and config["WorkingDir"] == "/work"
-    proc = _docker("run", "--rm", "--entrypoint", "cat", image, "/opt/python-coder/packages.json")
+    proc = _docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "cat",
+        image,
+        "/opt/python-coder/packages.json",
+    )
+    assert proc.returncode == 0, proc.stderr
     packages = {rb.canonical_name(p["name"]): p["version"] for p in json.loads(proc.stdout)}
     pins = rb.read_requirements(rb.RUNNER_SOURCE_DIR / "requirements.txt")
     assert {p.key: p.version for p in pins}.items() <= packages.items()

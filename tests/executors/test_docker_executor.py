@@ -308,9 +308,16 @@ def test_remove_orphans_spares_live_runs_and_foreign_containers() -> None:
     image = get_settings().image
     job = f"orphan-{uuid.uuid4().hex[:8]}"
     labels = {CONTAINER_LABEL: "1", JOB_LABEL: job}
-    stopped = client.create_container(image, labels=labels, entrypoint=["true"])
-    live = client.create_container(image, labels=labels, entrypoint=["sleep", "60"])
-    foreign = client.create_container(image, labels={JOB_LABEL: job}, entrypoint=["true"])
+    offline = client.create_host_config(network_mode="none")
+    stopped = client.create_container(
+        image, labels=labels, entrypoint=["true"], host_config=offline
+    )
+    live = client.create_container(
+        image, labels=labels, entrypoint=["sleep", "60"], host_config=offline
+    )
+    foreign = client.create_container(
+        image, labels={JOB_LABEL: job}, entrypoint=["true"], host_config=offline
+    )
     created = [stopped, live, foreign]
     try:
         client.start(stopped["Id"])

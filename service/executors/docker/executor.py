@@ -314,6 +314,7 @@ class DockerExecutor(Executor):
         self.settings = settings
         self.image = settings.image
         self.runtime = settings.docker_runtime
+        self._runtime_seccomp: bool | None = None  # learnt from the engine on first need
         self._client = client
         self._owns_client = client is None
 
@@ -342,13 +343,30 @@ class DockerExecutor(Executor):
             "read-only-rootfs",
             "cap-drop:ALL",
             "no-new-privileges",
-            # gVisor (runsc) takes the profile but does not apply it: its own kernel is the wall.
-            *(("seccomp",) if self.runtime != "runsc" else ()),
+            *(("seccomp",) if self.applies_seccomp() else ()),
             "non-root",
             "pids",
             "memory",
             f"runtime:{self.runtime or 'runc'}",
         )
+
+    def applies_seccomp(self) -> bool:
+        """Does the runtime enforce the runner's seccomp profile? OCI runtimes (runc) do.
+        gVisor (runsc) takes the profile but applies it inside its own kernel only when
+        registered with ``--oci-seccomp`` (``.ci/install-runsc.sh`` does); without it gVisor's
+        kernel is the only wall, and results say so."""
+        if self.runtime != "runsc":
+            return True
+        if self._runtime_seccomp is None:
+            try:
+                runtimes = self.client.info().get("Runtimes") or {}
+            except Exception:  # unreachable now: say nothing we have not checked
+                return False
+            args = (runtimes.get(self.runtime) or {}).get("runtimeArgs") or []
+            self._runtime_seccomp = any(
+                a.lstrip("-") in ("oci-seccomp", "oci-seccomp=true") for a in args
+            )
+        return self._runtime_seccomp
 
     def describe(self) -> str:
         runtime = self.runtime or "runc"
@@ -381,7 +399,7 @@ class DockerExecutor(Executor):
         return self.client.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges", "seccomp=" + runner_seccomp_profile()],
+            security_opt=["no-new-privileges", "seccomp=" + runner_seccomp_profile(self.runtime)],
             read_only=True,
             tmpfs={"/work": work, "/tmp": f"{mount},mode=1777,size=64m"},
             pids_limit=limits.pids,

@@ -20,8 +20,13 @@ needs. This module writes our own profile in Docker's JSON format (what
   ``clone``), ``personality`` for the personas Docker allows: as in Docker's profile.
 
 Names a kernel or architecture lacks are skipped by the runtime, so one list serves both
-architectures. ``runner_seccomp_profile()`` returns the JSON text the executor passes as
-``security_opt=["seccomp=" + profile]``.
+architectures. ``runner_seccomp_profile(runtime)`` returns the JSON text the executor passes
+as ``security_opt=["seccomp=" + profile]``.
+
+gVisor (runsc registered with ``--oci-seccomp``) applies the profile inside its own kernel,
+but the version Debian ships ignores ``errnoRet``: ``clone3`` would answer ``EPERM``, glibc
+would not fall back, and no thread could start. Its own kernel has no ``clone3`` (it answers
+``ENOSYS`` itself), so for runsc that call is simply allowed through to it.
 """
 
 from __future__ import annotations
@@ -67,8 +72,8 @@ def _rule(name: str, **condition: Any) -> dict[str, Any]:
     return rule
 
 
-def runner_profile() -> dict[str, Any]:
-    """The profile as a dict (Docker's seccomp JSON schema)."""
+def runner_profile(runtime: str | None = None) -> dict[str, Any]:
+    """The profile as a dict (Docker's seccomp JSON schema), for the OCI ``runtime``."""
     overlap = set(ALLOWED) & set(REMOVED)
     if overlap:  # a maintenance slip, caught on first use
         raise AssertionError(f"seccomp profile allows removed syscalls: {sorted(overlap)}")
@@ -78,7 +83,9 @@ def runner_profile() -> dict[str, Any]:
         *(_rule("personality", value=p, op="SCMP_CMP_EQ") for p in PERSONALITY_ALLOWED),
         # (flags & CLONE_NEW*) == 0: threads and fork, never new namespaces.
         _rule("clone", value=CLONE_NAMESPACES, valueTwo=0, op="SCMP_CMP_MASKED_EQ"),
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}
+        if runtime != "runsc"
+        else {"names": ["clone3"], "action": "SCMP_ACT_ALLOW"},  # gVisor: ENOSYS itself
     ]
     return {
         "defaultAction": "SCMP_ACT_ERRNO",
@@ -88,6 +95,6 @@ def runner_profile() -> dict[str, Any]:
 
 
 @cache
-def runner_seccomp_profile() -> str:
+def runner_seccomp_profile(runtime: str | None = None) -> str:
     """The profile as compact JSON, for ``security_opt=["seccomp=" + ...]``."""
-    return json.dumps(runner_profile(), separators=(",", ":"), sort_keys=True)
+    return json.dumps(runner_profile(runtime), separators=(",", ":"), sort_keys=True)
