@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         "numpy,pandas,matplotlib,matplotlib.pyplot",
         description="modules a pooled sandbox imports before its request (comma-separated)",
     )
+    pool_preimport_busy: str = Field(
+        "numpy,pandas,matplotlib",
+        description="what pooled sandboxes import instead while requests outrun the pool "
+        "(pyplot alone costs about 40% of a sandbox's CPU); pool_preimport's value turns it off",
+    )
     pool_input_room_mb: int = Field(
         64, ge=0, description="inputs a pooled docker sandbox takes; larger ones run cold"
     )

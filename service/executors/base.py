@@ -40,6 +40,7 @@ GATEWAY_LABEL = "io.python-coder.gateway"
 GATEWAY_ID = f"{socket.gethostname()}:{os.getpid()}"
 # Modules a pooled sandbox imports before it reports ready (matplotlib with the Agg backend).
 POOL_PREIMPORT = "numpy,pandas,matplotlib,matplotlib.pyplot"
+POOL_PREIMPORT_BUSY = "numpy,pandas,matplotlib"  # while requests outrun the pool
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,7 @@ class ExecutorRegistry:
             maximum=self.settings.pool_max,
             input_room=self.settings.pool_input_room_mb * 1024 * 1024,
             preimport=self.settings.pool_preimport,
+            busy_preimport=self.settings.pool_preimport_busy,
         )
         self._pools[executor.name] = pool
         executor.pool = pool

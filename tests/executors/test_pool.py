@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from service.executors.base import POOL_PREIMPORT, Executor, RunLimits
+from service.executors.base import POOL_PREIMPORT, POOL_PREIMPORT_BUSY, Executor, RunLimits
 from service.executors.pool import WarmPool
 from service.settings import Settings, get_settings
 from tests.conftest import subprocess_engine_missing
@@ -192,6 +192,43 @@ def test_an_empty_pool_starts_cold_when_that_is_sooner(
         pool.close()
 
 
+def test_while_requests_outrun_the_pool_it_provisions_the_lighter_imports(
+    executor: Executor, make_request: MakeRequest
+) -> None:
+    pool = make_pool(
+        executor,
+        minimum=1,
+        maximum=1,
+        preimport="numpy,pandas,matplotlib,matplotlib.pyplot",
+        busy_preimport="numpy,pandas",
+        pressure_window_s=600.0,
+    )
+    probe_code = "import sys\nprint('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
+        assert executor.run(make_request(probe_code)).stdout == "True True\n"  # quiet: all
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the refill")
+        held = pool.take(make_request("print(0)"))
+        assert held is not None
+        wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
+        pool.cold_served(0.0)  # so the next request goes cold at once: a miss
+        assert executor.run(make_request("print(1)")).stdout == "1\n"
+        assert pool.stats.misses == {"empty": 1}
+        assert pool.snapshot()["preimport"] == "numpy,pandas"
+        pool.dispose(held)
+        # The refill under way began before the miss; the one after it is the lighter one.
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the refill")
+        assert executor.run(make_request("print(2)")).stdout == "2\n"
+        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the refill under pressure")
+        assert pool.stats.provisioned_busy == 1
+        assert executor.run(make_request(probe_code)).stdout == "False True\n"
+        pool.pressure_window_s = 0.0  # pressure over: back to everything
+        assert pool.snapshot()["preimport"] == "numpy,pandas,matplotlib,matplotlib.pyplot"
+    finally:
+        executor.pool = None
+        pool.close()
+
+
 def test_the_timeout_starts_when_the_request_is_delivered(
     executor: Executor, pool: WarmPool, make_request: MakeRequest
 ) -> None:
@@ -356,6 +393,7 @@ def test_pool_settings_shape_the_registry_pool(tmp_path: Path) -> None:
         snap = executor.pool.snapshot()
         assert (snap["min"], snap["max"]) == (1, 3)
         assert executor.pool.preimport == settings.pool_preimport == POOL_PREIMPORT
+        assert executor.pool.busy_preimport == settings.pool_preimport_busy == POOL_PREIMPORT_BUSY
     finally:
         registry.close()
     assert executor.pool is None
