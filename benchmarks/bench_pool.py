@@ -115,6 +115,12 @@ class Gateway:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def pool_counts(self) -> dict[str, float]:
+        return {
+            "hits": self.metric("python_coder_pool_hits_total"),
+            "misses": self.metric("python_coder_pool_misses_total"),
+        }
+
     def wait_pool(self, size: int, timeout: float = 180) -> float:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
@@ -174,6 +180,12 @@ def cold_baseline(engine: str, runtime: str | None, code: str, repeat: int) -> l
     return samples
 
 
+def _hit_ratio(before: dict[str, float], after: dict[str, float]) -> float:
+    hits = after["hits"] - before["hits"]
+    misses = after["misses"] - before["misses"]
+    return hits / (hits + misses) if hits + misses else 0.0
+
+
 def paced(fn: Callable[[], float], n: int, rate: float) -> list[float]:
     samples = []
     interval = 1.0 / rate
@@ -194,8 +206,9 @@ def throughput(fn: Callable[[], Any], n: int, concurrency: int = 4) -> float:
     return n / (time.perf_counter() - started)
 
 
-def docker_churn(runtime: str | None, seconds: float) -> float:
-    """Hardened create+start+wait+remove of the runner image running ``true``, 4 at a time."""
+def docker_churn(runtime: str | None, seconds: float, code: str | None = None) -> float:
+    """Hardened create+start+wait+remove of the runner image running ``true`` (or ``python
+    -c code``), 4 at a time."""
     import docker
 
     settings = Settings()
@@ -219,7 +232,7 @@ def docker_churn(runtime: str | None, seconds: float) -> float:
         while time.perf_counter() < deadline:
             c = client.create_container(
                 settings.image,
-                entrypoint=["/bin/true"],
+                entrypoint=["/bin/true"] if code is None else ["python", "-c", code],
                 user="10001",
                 host_config=host_config,
                 labels={"io.python-coder.bench": "1"},
@@ -241,7 +254,7 @@ def docker_churn(runtime: str | None, seconds: float) -> float:
     return rate
 
 
-def local_churn(n: int) -> float:
+def local_churn(n: int, code: str = "pass") -> float:
     """Cold local sandboxes (provision + run + dispose), 4 at a time, through the executor."""
     from service.executors.base import RunLimits, RunRequest
     from service.executors.local.executor import SubprocessExecutor
@@ -251,7 +264,7 @@ def local_churn(n: int) -> float:
 
         def one() -> None:
             with tempfile.TemporaryDirectory(prefix="pyc-bench-out-") as out:
-                r = executor.run(RunRequest(uuid.uuid4().hex, "pass", (), Path(out), RunLimits()))
+                r = executor.run(RunRequest(uuid.uuid4().hex, code, (), Path(out), RunLimits()))
                 assert r.success, r
 
         one()
@@ -304,18 +317,24 @@ def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> 
             gateway.wait_healthy()
             report["pool_fill_s"] = round(gateway.wait_pool(args.pool_min), 2)
             for name, code in SCRIPTS.items():
-                gateway.execute(code)  # warm the gateway's own path
-                gateway.wait_pool(args.pool_min)
-                warm = paced(lambda code=code: gateway.execute(code), args.requests, args.rate)
                 cold = cold_baseline(engine, runtime, code, args.cold_repeat)
-                report["latency"][name] = {
-                    "p50": statistics.median(warm),
-                    "p95": pct(warm, 0.95),
-                    "p99": pct(warm, 0.99),
-                    "cold_p50": statistics.median(cold),
-                    "speedup": statistics.median(cold) / statistics.median(warm),
-                }
-                print(f"  {label} {name}: {json.dumps(report['latency'][name])}", flush=True)
+                for rate in args.rate or [3.0]:
+                    gateway.execute(code)  # warm the gateway's own path
+                    gateway.wait_pool(args.pool_min)
+                    time.sleep(args.settle)  # let the refill and disposals of before finish
+                    before = gateway.pool_counts()
+                    warm = paced(lambda code=code: gateway.execute(code), args.requests, rate)
+                    after = gateway.pool_counts()
+                    key = f"{name} @ {rate:g}/s"
+                    report["latency"][key] = {
+                        "p50": statistics.median(warm),
+                        "p95": pct(warm, 0.95),
+                        "p99": pct(warm, 0.99),
+                        "cold_p50": statistics.median(cold),
+                        "speedup": statistics.median(cold) / statistics.median(warm),
+                        "hit_ratio": _hit_ratio(before, after),
+                    }
+                    print(f"  {label} {key}: {json.dumps(report['latency'][key])}", flush=True)
             report["idle_mb"] = idle_memory_mb(engine)
             provisioned_before = gateway.metric("python_coder_pool_provision_seconds_count")
             started = time.perf_counter()
@@ -340,9 +359,12 @@ def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> 
             gateway.stop()
     if engine == "docker":
         report["churn_per_s"] = docker_churn(runtime, args.churn_seconds)
+        report["cold_throughput"] = docker_churn(runtime, args.churn_seconds, SCRIPTS["pandas"])
     else:
         report["churn_per_s"] = local_churn(args.throughput_runs)
+        report["cold_throughput"] = local_churn(args.throughput_runs // 2, SCRIPTS["pandas"])
     report["throughput_vs_churn"] = report["throughput"] / report["churn_per_s"]
+    report["throughput_vs_cold"] = report["throughput"] / report["cold_throughput"]
     return report
 
 
@@ -351,7 +373,10 @@ def main() -> int:
     parser.add_argument("--engines", default="docker,subprocess")
     parser.add_argument("--runtime", action="append", default=[], help="also docker+RUNTIME")
     parser.add_argument("--requests", type=int, default=60, help="paced requests per script")
-    parser.add_argument("--rate", type=float, default=3.0, help="paced requests per second")
+    parser.add_argument(
+        "--rate", type=float, action="append", help="paced requests per second (repeatable)"
+    )
+    parser.add_argument("--settle", type=float, default=5.0, help="quiet seconds before each")
     parser.add_argument("--cold-repeat", type=int, default=7)
     parser.add_argument("--throughput-runs", type=int, default=60)
     parser.add_argument("--churn-seconds", type=float, default=15.0)
@@ -367,17 +392,23 @@ def main() -> int:
         print(f"== {engine} {runtime or ''}", flush=True)
         reports.append(bench_engine(args, engine, runtime))
     print()
-    print("| engine | script | p50 ms | p95 ms | p99 ms | cold p50 ms | cold / warm |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| engine | script @ rate | p50 ms | p95 ms | p99 ms | hits | cold p50 ms | cold / warm |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in reports:
         for name, lat in r["latency"].items():
             print(
                 f"| {r['engine']} | {name} | {lat['p50'] * 1000:.0f} | {lat['p95'] * 1000:.0f} | "
-                f"{lat['p99'] * 1000:.0f} | {lat['cold_p50'] * 1000:.0f} | {lat['speedup']:.1f}x |"
+                f"{lat['p99'] * 1000:.0f} | {lat['hit_ratio']:.0%} | "
+                f"{lat['cold_p50'] * 1000:.0f} | {lat['speedup']:.1f}x |"
             )
     print()
-    print("| engine | throughput c=4 /s | churn ceiling /s | ratio | refill /s | idle MB | RSS |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| engine | throughput c=4 /s | churn ceiling /s | ratio | cold pandas c=4 /s | ratio "
+        "| refill /s | idle MB | RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in reports:
         rss = r.get("rss")
         rss_text = (
@@ -386,7 +417,8 @@ def main() -> int:
         idle = f"{r['idle_mb']:.0f}" if r.get("idle_mb") else "-"
         print(
             f"| {r['engine']} | {r['throughput']:.2f} | {r['churn_per_s']:.2f} | "
-            f"{r['throughput_vs_churn']:.0%} | {r['refill_per_s']:.2f} | {idle} | {rss_text} |"
+            f"{r['throughput_vs_churn']:.0%} | {r['cold_throughput']:.2f} | "
+            f"{r['throughput_vs_cold']:.0%} | {r['refill_per_s']:.2f} | {idle} | {rss_text} |"
         )
     return 0
 
