@@ -167,7 +167,7 @@ def run_local(
     from service.executors.registry import make_executor
     from service.pipeline.execute import run_execution
     from service.pipeline.jobs import Upload, intake_uploads, open_job
-    from service.pipeline.live import LiveOutput
+    from service.pipeline.live import LiveOutput, relayed
     from service.settings import get_settings
 
     settings = get_settings()
@@ -177,33 +177,27 @@ def run_local(
         async with open_job(settings) as job:
             uploads = [Upload(filename=p.name, chunks=_chunks(p)) for p in files]
             await intake_uploads(job, uploads, settings)
-            live = LiveOutput()
 
-            async def show() -> None:
-                async for chunk in live.chunks:
-                    if echo is not None:
-                        echo(chunk.stream, chunk.text)
+            async def execution(live: LiveOutput | None) -> ExecutionResponse:
+                return await run_execution(
+                    job,
+                    code,
+                    executor=executor,
+                    settings=settings,
+                    policy=StaticPolicy(),
+                    timeout_s=timeout_s,
+                    live=live,
+                )
 
-            failure: Exception | None = None
+            async def show(stream: str, text: str) -> None:
+                if echo is not None:
+                    echo(stream, text)
+
             with spinner(f"running on {executor.name}"):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(show)
-                    try:
-                        result = await run_execution(
-                            job,
-                            code,
-                            executor=executor,
-                            settings=settings,
-                            policy=StaticPolicy(),
-                            timeout_s=timeout_s,
-                            live=live if echo is not None else None,
-                        )
-                    except Exception as exc:  # raised outside the group, not as a group
-                        failure = exc
-                    finally:
-                        live.close()
-            if failure is not None:
-                raise failure
+                if echo is None:
+                    result = await execution(None)
+                else:
+                    result = await relayed(execution, show)
             saved: list[Path] = []
             for artifact in result.artifacts:
                 target = safe_target(out_dir, artifact.name)

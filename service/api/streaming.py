@@ -106,6 +106,7 @@ async def stream_run(
         gate.start_soon(opens_on, live.begun)
         gate.start_soon(opens_on, finished)
     if not live.begun.is_set() and isinstance(outcome[0], Exception):
+        live.chunks.close()
         raise outcome[0]
     return StreamingResponse(
         _events(live, finished, outcome),

@@ -7,17 +7,22 @@ memory stream. Unbounded on purpose: the sandbox is never held up by a slow list
 harness sends at most ``max_output_bytes`` per stream, so the backlog is bounded by the cap.
 ``begin`` marks the moment the run holds its sandbox slot: what fails before it (the policy,
 a full queue) is an ordinary error answer, what fails after it belongs to the stream.
+``relayed`` runs a job while handing its chunks to an async callback (MCP progress, the CLI).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,3 +55,30 @@ class LiveOutput:
     def close(self) -> None:
         """No more chunks: a reader's ``async for`` over ``chunks`` ends."""
         self._send.close()
+
+
+async def relayed(
+    run: Callable[[LiveOutput], Awaitable[T]], deliver: Callable[[str, str], Awaitable[None]]
+) -> T:
+    """``await run(live)`` while each chunk of its output goes to ``deliver(stream, text)``,
+    in order; what ``run`` raises comes out as itself (not as an exception group)."""
+    live = LiveOutput()
+    failure: Exception | None = None
+    result: T | None = None
+
+    async def forward() -> None:
+        with live.chunks:
+            async for chunk in live.chunks:
+                await deliver(chunk.stream, chunk.text)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(forward)
+        try:
+            result = await run(live)
+        except Exception as exc:
+            failure = exc
+        finally:
+            live.close()
+    if failure is not None:
+        raise failure
+    return cast(T, result)
