@@ -32,6 +32,7 @@ import anyio
 from anyio.abc import TaskGroup
 from fastapi import Depends, Request
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
 from service.api.errors import error_body, status_for
@@ -135,5 +136,5 @@ async def _events(
     result = outcome[0]
     if isinstance(result, BaseModel):
         yield sse("result", result.model_dump_json())
-    else:
+    elif not isinstance(result, ClientDisconnect):  # else nobody is left to tell
         yield error_event(result)
