@@ -3,7 +3,8 @@
 Standard library only. Reads one request frame (``protocol``) from stdin, writes the input
 files into the work dir, forks the script into its own process group with rlimits, drains its
 stdout/stderr with caps, enforces the wall-clock timeout, then writes one result frame with
-the new or changed files to the stdout it had at start. The script never sees that channel:
+the new or changed files to the stdout it had at start. A request with ``"stream": true``
+also gets the script's output as chunk frames on that channel while it runs (``Relay``). The script never sees that channel:
 the descriptor is closed in the child and the harness makes itself non-dumpable, so the child
 cannot reopen it through ``/proc/<pid>/fd``.
 
@@ -19,6 +20,7 @@ imports are done; the request frame is read only after that.
 from __future__ import annotations
 
 import builtins
+import codecs
 import contextlib
 import ctypes
 import functools
@@ -410,16 +412,80 @@ def _system_exit_status(exc: SystemExit) -> int:
 # --------------------------------------------------------------------------- the parent
 
 
+# Chunk frames: at most one flush per FLUSH_S, unless FLUSH_BYTES are waiting.
+FLUSH_S = 0.05
+FLUSH_BYTES = 64 * 1024
+
+
+class Relay:
+    """Sends what the script writes as chunk frames while it runs (``"stream": true``).
+
+    It gets exactly the bytes a ``Capture`` keeps, so the chunks of a stream never exceed
+    the output cap and, joined, equal the result's text: each stream is decoded
+    incrementally with the same error handling as ``Capture.text``. Writes are coalesced
+    (``FLUSH_S``, ``FLUSH_BYTES``); order across stdout and stderr is kept as read.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending: list[tuple[str, bytearray]] = []
+        self.pending_bytes = 0
+        self.last_flush = 0.0
+        self.decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for name in ("stdout", "stderr")
+        }
+        self.broken = False
+
+    def feed(self, stream: str, data: bytes) -> None:
+        if self.pending and self.pending[-1][0] == stream:
+            self.pending[-1][1].extend(data)
+        else:
+            self.pending.append((stream, bytearray(data)))
+        self.pending_bytes += len(data)
+        if self.pending_bytes >= FLUSH_BYTES:
+            self.flush()
+
+    def due(self) -> float | None:
+        """When the pending output is to be sent (monotonic), None when there is none."""
+        return self.last_flush + FLUSH_S if self.pending else None
+
+    def flush(self, final: bool = False) -> None:
+        """Send what is pending; ``final``: also what the decoders hold (the run is over)."""
+        segments = [(s, self.decoders[s].decode(bytes(d))) for s, d in self.pending]
+        if final:
+            segments += [(s, d.decode(b"", final=True)) for s, d in self.decoders.items()]
+        self.pending.clear()
+        self.pending_bytes = 0
+        self.last_flush = time.monotonic()
+        for stream, text in segments:
+            if text and not self.broken:
+                try:
+                    _write_all(self.fd, encode_header({"chunk": stream, "text": text}))
+                except OSError as exc:  # the result write then reports it
+                    log(f"chunk not sent: {exc}")
+                    self.broken = True
+
+
+def wants_relay(header: dict[str, Any], result_fd: int) -> Relay | None:
+    return Relay(result_fd) if header.get("stream") is True else None
+
+
 @dataclass
 class Capture:
     limit: int
     data: bytearray = field(default_factory=bytearray)
     truncated: bool = False
+    relay: Relay | None = None
+    stream: str = "stdout"
 
     def feed(self, chunk: bytes) -> None:
         room = self.limit - len(self.data)
         if room > 0:
-            self.data += chunk[:room]
+            kept = chunk[:room]
+            self.data += kept
+            if self.relay is not None:
+                self.relay.feed(self.stream, kept)
         if len(chunk) > room:
             self.truncated = True  # keep draining: the writer must never block on us
 
@@ -435,9 +501,16 @@ class Outcome:
 
 
 def supervise(
-    pid: int, out_r: int, err_r: int, out: Capture, err: Capture, timeout_s: float | None
+    pid: int,
+    out_r: int,
+    err_r: int,
+    out: Capture,
+    err: Capture,
+    timeout_s: float | None,
+    relay: Relay | None = None,
 ) -> Outcome:
-    """Drain both pipes, enforce the timeout, reap the child and anything it left behind."""
+    """Drain both pipes, enforce the timeout, reap the child and anything it left behind;
+    ``relay`` (streaming) gets its due flushes on the way."""
     started = time.monotonic()
     deadline = started + timeout_s if timeout_s is not None else None
     outcome = Outcome()
@@ -471,7 +544,10 @@ def supervise(
             if drain_until is not None and time.monotonic() >= drain_until:
                 log("output pipes still open after the script ended; giving up on them")
                 break
-            waits = [t for t in (deadline if outcome.status is None else None, drain_until) if t]
+            due = relay.due() if relay is not None else None
+            waits = [
+                t for t in (deadline if outcome.status is None else None, drain_until, due) if t
+            ]
             wait = min(waits) - time.monotonic() if waits else None
             if pidfd is None and outcome.status is None:
                 wait = 0.02 if wait is None else min(wait, 0.02)
@@ -491,6 +567,8 @@ def supervise(
                 else:
                     sel.unregister(key.fd)
                     open_pipes -= 1
+            if relay is not None and (due := relay.due()) is not None and time.monotonic() >= due:
+                relay.flush()
     finally:
         sel.close()
         if pidfd is not None:
@@ -619,11 +697,12 @@ def run_request(
     script: str | None = None,
     argv: list[str] | None = None,
     extra_path: tuple[str, ...] = (),
+    relay: Relay | None = None,
 ) -> tuple[dict[str, Any], Collected]:
     """Fork, supervise and collect. Returns the result header (without files) and artifacts.
 
     ``script``: run that file of the work dir (a session's ``run_script``) with ``argv``
-    instead of the request's code."""
+    instead of the request's code. ``relay``: stream the output as it comes."""
     code = header.get("code")
     if script is not None:
         with open(os.path.join(workdir, check_name(script)), encoding="utf-8") as f:
@@ -635,8 +714,8 @@ def run_request(
         raise ProtocolError("'limits' is not an object")
     timeout = header.get("timeout_s")
     timeout_s = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
-    out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
-    err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
+    out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024, relay=relay)
+    err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024, relay=relay, stream="stderr")
 
     # The source also goes on disk, as with `python script.py`: multiprocessing's spawn start
     # method, inspect.getsource and tracebacks read it from there. It is in the snapshot, so
@@ -662,10 +741,12 @@ def run_request(
     for fd in (out_r, err_r):
         os.set_blocking(fd, False)
     try:
-        outcome = supervise(pid, out_r, err_r, out, err, timeout_s)
+        outcome = supervise(pid, out_r, err_r, out, err, timeout_s, relay)
     finally:
         os.close(out_r)
         os.close(err_r)
+    if relay is not None:
+        relay.flush(final=True)  # before collecting: the output is complete now
     result: dict[str, Any] = {
         "stdout": out.text(),
         "stderr": err.text(),
@@ -731,6 +812,7 @@ def empty_result(error: str | None) -> dict[str, Any]:
 #   "install" {"files"}: wheels, unpacked into the session's private site dir.
 #   "script"  {"path", "argv", "timeout_s", "limits"}: a fresh process runs that work-dir
 #             file as __main__ (one-shot style); the kernel is untouched.
+# "cell" and "script" take "stream": true as a one-shot request does (chunk frames first).
 #   "list"    {}: "listing" of the work dir's files.
 #   "read"    {"name", "limits"}: that file as the one artifact.
 # The kernel is a child forked once (again after it was lost) that keeps the variables. It
@@ -974,13 +1056,20 @@ def serve_session(workdir: str, result_fd: int) -> int:
                     result = empty_result(None)
                     result["exit_code"] = 0
                 if op == "cell":
-                    kernel, result, collected = session_cell(kernel, header, workdir, site)
+                    kernel, result, collected = session_cell(
+                        kernel, header, workdir, site, wants_relay(header, result_fd)
+                    )
                 elif op == "script":
                     argv = header.get("argv") or []
                     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
                         raise ProtocolError("'argv' is not a list of strings")
                     result, collected = run_request(
-                        header, workdir, str(header.get("path")), argv, (site,)
+                        header,
+                        workdir,
+                        str(header.get("path")),
+                        argv,
+                        (site,),
+                        wants_relay(header, result_fd),
                     )
                 elif op == "list":
                     found = sorted(walk_files(workdir).items())
@@ -1013,9 +1102,14 @@ def serve_session(workdir: str, result_fd: int) -> int:
 
 
 def session_cell(
-    kernel: Kernel | None, header: dict[str, Any], workdir: str, site: str
+    kernel: Kernel | None,
+    header: dict[str, Any],
+    workdir: str,
+    site: str,
+    relay: Relay | None = None,
 ) -> tuple[Kernel | None, dict[str, Any], Collected]:
-    """Run a cell in the kernel (forked first if there is none); enforce its timeout."""
+    """Run a cell in the kernel (forked first if there is none); enforce its timeout;
+    ``relay``: stream its output as it comes."""
     code = header.get("code")
     if not isinstance(code, str):
         raise ProtocolError("'code' is not a string")
@@ -1028,8 +1122,8 @@ def session_cell(
     grace_s = float(grace) if isinstance(grace, int | float) and grace >= 0 else INTERRUPT_GRACE_S
     if kernel is None:
         kernel = Kernel(workdir, site, limits)
-    out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
-    err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024)
+    out = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024, relay=relay)
+    err = Capture(_limit(limits, "max_output_bytes") or 1024 * 1024, relay=relay, stream="stderr")
     before = snapshot(workdir)
     started = time.monotonic()
     reply: dict[str, Any] | None = None
@@ -1055,7 +1149,9 @@ def session_cell(
                 else:
                     lost = True  # it ignored the interrupt
                     break
-            wait = None if deadline is None else max(deadline - now, 0.0)
+            due = relay.due() if relay is not None else None
+            waits = [t for t in (deadline, due) if t is not None]
+            wait = max(min(waits) - now, 0.0) if waits else None
             for key, _ in sel.select(wait):
                 if key.data is None:
                     try:
@@ -1069,10 +1165,14 @@ def session_cell(
                         key.data.feed(chunk)
                     else:
                         sel.unregister(key.fd)
+            if relay is not None and (due := relay.due()) is not None and time.monotonic() >= due:
+                relay.flush()
         for fd, capture in ((kernel.out_r, out), (kernel.err_r, err)):
             with contextlib.suppress(OSError):
                 while chunk := os.read(fd, CHUNK):
                     capture.feed(chunk)
+        if relay is not None:
+            relay.flush(final=True)
     finally:
         sel.close()
     duration = time.monotonic() - started
@@ -1226,7 +1326,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         write_inputs(header, workdir)
-        result, collected = run_request(header, workdir)
+        result, collected = run_request(header, workdir, relay=wants_relay(header, result_fd))
     except Exception as exc:
         log("run failed:\n" + traceback.format_exc())
         result, collected = (

@@ -9,7 +9,20 @@ Request header::
     {"code": str, "files": [{"name": "data/a.csv", "size": 12}], "timeout_s": 30.0,
      "limits": {"max_output_bytes": ..., "max_artifact_bytes": ..., "max_artifacts": ...,
                 "max_artifacts_total_bytes": ..., "memory_bytes": int | None, "cpu_s": ...,
-                "fsize_bytes": ..., "nofile": ..., "nproc": ...}}
+                "fsize_bytes": ..., "nofile": ..., "nproc": ...},
+     "stream": bool}                                          # optional, default false
+
+With ``"stream": true`` the harness sends chunk frames on stdout while the script runs, any
+number of them, all before the result frame; they carry no file bodies::
+
+    {"chunk": "stdout" | "stderr", "text": str}
+
+Chunks are what the result's ``stdout``/``stderr`` hold, in the order the harness read them
+(across the two streams too): joined per stream they equal that field exactly, so they never
+exceed ``max_output_bytes`` (UTF-8) and output past the cap is in neither. They are
+coalesced: at most one flush every 50 ms unless 64 KiB are waiting. A reader tells a chunk
+frame by its ``"chunk"`` key (no result header has one) and may simply skip them. Without
+``"stream"`` no chunk frame is sent.
 
 Result header::
 

@@ -2,9 +2,10 @@
 
 Locally it goes through the same pipeline steps as ``POST /v1/execute`` (intake, static
 policy, the executor factory); with ``--url`` it posts to a running gateway. Either way the
-script's stdout/stderr are printed, produced files are saved into ``--out``, a spinner with
-the elapsed time shows while it runs, and the exit code is the script's own (124 when it
-timed out, 137 when it was killed for memory, 2 when it never ran).
+script's stdout/stderr are printed as they come (``Echo``; a gateway streams them as
+Server-Sent Events), produced files are saved into ``--out``, a spinner with the elapsed time
+shows while it runs, and the exit code is the script's own (124 when it timed out, 137 when it
+was killed for memory, 2 when it never ran).
 """
 
 from __future__ import annotations
@@ -65,15 +66,36 @@ def exit_code_of(result: ExecutionResponse) -> int:
     return result.exit_code
 
 
-def report(result: ExecutionResponse, saved: list[Path]) -> int:
-    """Print what the script wrote and a one-line summary; return the exit code."""
-    if result.output:
-        sys.stdout.write(result.output)
-        if not result.output.endswith("\n"):
+class Echo:
+    """Writes the script's output to our stdout/stderr as it arrives, and remembers it."""
+
+    def __init__(self) -> None:
+        self.shown = {"stdout": "", "stderr": ""}
+
+    def __call__(self, stream: str, text: str) -> None:
+        target = sys.stdout if stream == "stdout" else sys.stderr
+        target.write(text)
+        target.flush()
+        self.shown[stream] += text
+
+
+def report(result: ExecutionResponse, saved: list[Path], echo: Echo | None = None) -> int:
+    """Print what the script wrote (unless ``echo`` showed it live) and a one-line summary;
+    return the exit code."""
+    output, error = result.output, result.error
+    if echo is not None:
+        output = output.removeprefix(echo.shown["stdout"])
+        # ``error`` is the reason the run failed, if any, then its stderr (already shown).
+        error = (error or "").removesuffix(echo.shown["stderr"]).rstrip("\n") or None
+        if echo.shown["stdout"] and not echo.shown["stdout"].endswith("\n") and not output:
+            sys.stdout.write("\n")
+    if output:
+        sys.stdout.write(output)
+        if not output.endswith("\n"):
             sys.stdout.write("\n")
         sys.stdout.flush()
-    if result.error:
-        sys.stderr.write(result.error if result.error.endswith("\n") else result.error + "\n")
+    if error:
+        sys.stderr.write(error if error.endswith("\n") else error + "\n")
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     code = exit_code_of(result)
@@ -107,6 +129,7 @@ def run_remote(
     engine: str | None,
     timeout_s: float | None,
     api_key: str | None = None,
+    echo: Echo | None = None,
 ) -> tuple[ExecutionResponse, list[Path]]:
     import httpx
 
@@ -115,7 +138,9 @@ def run_remote(
     wait = (timeout_s or 600) + 60
     with Client(url, api_key=api_key, timeout=httpx.Timeout(30, read=wait)) as gateway:
         with spinner(f"running {len(files)} file(s) on {gateway.base_url}"):
-            result = gateway.execute(code, files, timeout_s=timeout_s, engine=engine)
+            result = gateway.execute(
+                code, files, timeout_s=timeout_s, engine=engine, on_output=echo
+            )
         return result, gateway.download_artifacts(result, out_dir)
 
 
@@ -129,7 +154,12 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 def run_local(
-    code: str, files: list[Path], out_dir: Path, engine: str | None, timeout_s: float | None
+    code: str,
+    files: list[Path],
+    out_dir: Path,
+    engine: str | None,
+    timeout_s: float | None,
+    echo: Echo | None = None,
 ) -> tuple[ExecutionResponse, list[Path]]:
     import anyio
 
@@ -137,6 +167,7 @@ def run_local(
     from service.executors.registry import make_executor
     from service.pipeline.execute import run_execution
     from service.pipeline.jobs import Upload, intake_uploads, open_job
+    from service.pipeline.live import LiveOutput, relayed
     from service.settings import get_settings
 
     settings = get_settings()
@@ -146,15 +177,27 @@ def run_local(
         async with open_job(settings) as job:
             uploads = [Upload(filename=p.name, chunks=_chunks(p)) for p in files]
             await intake_uploads(job, uploads, settings)
-            with spinner(f"running on {executor.name}"):
-                result = await run_execution(
+
+            async def execution(live: LiveOutput | None) -> ExecutionResponse:
+                return await run_execution(
                     job,
                     code,
                     executor=executor,
                     settings=settings,
                     policy=StaticPolicy(),
                     timeout_s=timeout_s,
+                    live=live,
                 )
+
+            async def show(stream: str, text: str) -> None:
+                if echo is not None:
+                    echo(stream, text)
+
+            with spinner(f"running on {executor.name}"):
+                if echo is None:
+                    result = await execution(None)
+                else:
+                    result = await relayed(execution, show)
             saved: list[Path] = []
             for artifact in result.artifacts:
                 target = safe_target(out_dir, artifact.name)
@@ -195,20 +238,21 @@ def run_command(args: argparse.Namespace) -> int:
     if problem:
         sys.stderr.write(f"error: {problem}\n")
         return EXIT_NOT_RUN
+    echo = Echo()
     try:
         if args.url:
             result, saved = run_remote(
-                args.url, code, files, out_dir, args.engine, args.timeout, api_key_for(args)
+                args.url, code, files, out_dir, args.engine, args.timeout, api_key_for(args), echo
             )
         else:
-            result, saved = run_local(code, files, out_dir, args.engine, args.timeout)
+            result, saved = run_local(code, files, out_dir, args.engine, args.timeout, echo)
     except GatewayError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_NOT_RUN
     except (PythonCoderError, IntakeError) as exc:
         sys.stderr.write(f"error: {_service_error_text(exc)}\n")
         return EXIT_NOT_RUN
-    return report(result, saved)
+    return report(result, saved, echo)
 
 
 def _service_error_text(exc: Exception) -> str:

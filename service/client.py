@@ -7,6 +7,9 @@
                                  files=["a.csv"])
         gateway.download_artifacts(result, "out/")
 
+``execute`` (and a session's) take ``on_output=lambda stream, text: ...`` to get the script's
+stdout/stderr while it runs (Server-Sent Events); the result is the same either way.
+
 Results are the service's own models (``ExecutionResponse``, ``ToolResult``). An error
 answer raises a ``GatewayError`` subclass chosen by status, carrying the gateway's error
 name, message and detail:
@@ -26,8 +29,9 @@ name, message and detail:
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -51,6 +55,8 @@ FileSpec = str | os.PathLike[str] | tuple[str, bytes]
 CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=660.0)  # a run may take up to the max timeout
 M = TypeVar("M", bound=BaseModel)
+EVENT_STREAM = "text/event-stream"
+OnOutput = Callable[[str, str], None]
 
 
 class GatewayError(Exception):
@@ -149,12 +155,45 @@ def error_from(response: httpx.Response) -> GatewayError:
     if not isinstance(body, dict) or "message" not in body:
         text = _one_line(response.text or "(empty body)")
         return cls(response.status_code, "HTTPError", text)
+    return _error_of(response.status_code, body)
+
+
+def _error_of(status: int, body: dict[str, Any]) -> GatewayError:
+    cls = _BY_STATUS.get(status, ServerError)
     return cls(
-        response.status_code,
-        str(body.get("error") or "HTTPError"),
-        str(body["message"]),
-        body.get("detail"),
+        status, str(body.get("error") or "HTTPError"), str(body.get("message")), body.get("detail")
     )
+
+
+def server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """``(event, data)`` of a ``text/event-stream`` read line by line; comments skipped."""
+    event = "message"
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+
+
+def result_of_events(events: Iterator[tuple[str, str]], model: type[M], on_output: OnOutput) -> M:
+    """Hand the output events to ``on_output``; the ``result`` event as ``model``."""
+    for event, data in events:
+        if event in ("stdout", "stderr"):
+            on_output(event, json.loads(data)["text"])
+        elif event == "result":
+            return model.model_validate_json(data)
+        elif event == "error":
+            body = json.loads(data)
+            raise _error_of(int(body.get("status") or 500), body)
+    raise ServerError(None, "UnexpectedReply", "the event stream ended without a result")
 
 
 def _parse(response: httpx.Response, model: type[M]) -> M:
@@ -255,6 +294,21 @@ class Client:
         except httpx.TransportError as exc:
             raise _unreachable(self.base_url, exc) from exc
 
+    def _post(self, url: str, model: type[M], on_output: OnOutput | None, **kwargs: Any) -> M:
+        """POST, as Server-Sent Events when someone wants the output as it comes."""
+        if on_output is None:
+            return _parse(self._send("POST", url, **kwargs), model)
+        try:
+            with self._http.stream(
+                "POST", url, headers={"Accept": EVENT_STREAM}, **kwargs
+            ) as response:
+                if not response.headers.get("content-type", "").startswith(EVENT_STREAM):
+                    response.read()  # an error answer (before the run started) is JSON
+                    return _parse(response, model)
+                return result_of_events(server_sent_events(response.iter_lines()), model, on_output)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+
     def execute(
         self,
         code: str,
@@ -262,14 +316,17 @@ class Client:
         *,
         timeout_s: float | None = None,
         engine: str | None = None,
+        on_output: OnOutput | None = None,
     ) -> ExecutionResponse:
-        """``POST /v1/execute``: run ``code`` against ``files`` in a fresh sandbox."""
+        """``POST /v1/execute``: run ``code`` against ``files`` in a fresh sandbox;
+        ``on_output(stream, text)`` gets stdout/stderr while it runs."""
         with ExitStack() as stack:
             data, parts = _form(
                 stack, {"code": code, "timeout_s": timeout_s, "engine": engine}, files
             )
-            response = self._send("POST", "/v1/execute", data=data, files=parts or None)
-        return _parse(response, ExecutionResponse)
+            return self._post(
+                "/v1/execute", ExecutionResponse, on_output, data=data, files=parts or None
+            )
 
     def generate(
         self,
@@ -390,15 +447,20 @@ class Session:
         self.close()
 
     def execute(
-        self, code: str, files: Sequence[FileSpec] = (), *, timeout_s: float | None = None
+        self,
+        code: str,
+        files: Sequence[FileSpec] = (),
+        *,
+        timeout_s: float | None = None,
+        on_output: OnOutput | None = None,
     ) -> CellResponse:
-        """Run a cell; ``value`` is the repr of its last expression."""
+        """Run a cell; ``value`` is the repr of its last expression; ``on_output`` as for
+        ``Client.execute``."""
         with ExitStack() as stack:
             data, parts = _form(stack, {"code": code, "timeout_s": timeout_s}, files)
-            response = self.client._send(
-                "POST", f"{self._path}/execute", data=data, files=parts or None
+            return self.client._post(
+                f"{self._path}/execute", CellResponse, on_output, data=data, files=parts or None
             )
-        return _parse(response, CellResponse)
 
     def upload(self, files: Sequence[FileSpec]) -> list[SessionFile]:
         with ExitStack() as stack:

@@ -347,8 +347,10 @@ def build_image(
     buildargs: dict[str, str],
     labels: dict[str, str],
     out: BuildOutput,
+    network: bool = True,
 ) -> str:
-    """Run the build, streaming its progress; return the image id."""
+    """Run the build, streaming its progress; return the image id. ``network=False``: the
+    build's steps run without one (an offline build needs none, nor a bridge to attach to)."""
     from docker.errors import APIError
 
     tail: deque[str] = deque(maxlen=40)
@@ -366,6 +368,7 @@ def build_image(
                 forcerm=True,
                 pull=False,
                 decode=True,
+                network_mode=None if network else "none",
             )
             for chunk in stream:
                 if "error" in chunk:
@@ -589,7 +592,7 @@ def _image(args: argparse.Namespace, out: BuildOutput) -> int:
         write_context(context, RUNNER_SOURCE_DIR, wheels)
         context_bytes = context.tell()
         out.note(f"building {tag} from {base} (context {_size(context_bytes)})")
-        image_id = build_image(api, context, tag, buildargs, labels, out)
+        image_id = build_image(api, context, tag, buildargs, labels, out, network=not args.offline)
     build_s = time.monotonic() - started
     size = int(api.inspect_image(tag)["Size"])
     print(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,11 +32,16 @@ from service.auth.permissions import Permission, Principal
 from service.errors import NotFound, PythonCoderError
 from service.executors.registry import ExecutorRegistry
 from service.models import ToolResult
+from service.pipeline.live import LiveOutput, relayed
 from service.settings import Settings
 from service.tools.registry import DataTools
 
 if TYPE_CHECKING:
     from service.pipeline.sessions import SessionManager
+
+T = TypeVar("T")
+# Takes a run's output as it comes: ("stdout" | "stderr", text).
+Progress = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,15 @@ class ToolContext:
     # artifacts are named by their path on disk instead.
     base_url: str | None = None
     sessions: SessionManager | None = None  # None: no session tools (they answer so)
+    # Set when the caller listens for progress (an MCP progress token): code-running tools
+    # send their output there while it runs.
+    progress: Progress | None = None
+
+    async def live(self, run: Callable[[LiveOutput | None], Awaitable[T]]) -> T:
+        """``run(live)``, its output going to ``progress`` as it comes (None: nobody listens)."""
+        if self.progress is None:
+            return await run(None)
+        return await relayed(run, self.progress)
 
 
 Handler = Callable[[ToolContext, Any], Awaitable[ToolResult]]

@@ -108,14 +108,17 @@ async def execute_code(ctx: ToolContext, args: ExecuteCodeArgs) -> ToolResult:
     staged = await stage_uploads(args.stage, ctx.data_tools, ctx.principal, ctx.settings)
     async with open_job(ctx.settings) as job:
         await intake_uploads(job, [*_uploads(args.files), *staged], ctx.settings)
-        response = await run_execution(
-            job,
-            args.code,
-            executor=executor,
-            settings=ctx.settings,
-            policy=ctx.policy,
-            timeout_s=args.timeout_s,
-            caller=ctx.principal,
+        response = await ctx.live(
+            lambda live: run_execution(
+                job,
+                args.code,
+                executor=executor,
+                settings=ctx.settings,
+                policy=ctx.policy,
+                timeout_s=args.timeout_s,
+                caller=ctx.principal,
+                live=live,
+            )
         )
     return execution_result(response, ctx)
 

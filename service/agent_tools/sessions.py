@@ -102,7 +102,11 @@ async def run_cell(
         uploads = [Upload(f.name, _one_chunk(f.to_bytes())) for f in files]
         await intake_uploads(job, uploads, ctx.settings)
         inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
-        response = await manager.execute(session, code, inputs=inputs, timeout_s=timeout_s)
+        response = await ctx.live(
+            lambda live: manager.execute(
+                session, code, inputs=inputs, timeout_s=timeout_s, live=live
+            )
+        )
     return cell_result(response, ctx)
 
 
@@ -121,8 +125,10 @@ async def install_package(ctx: ToolContext, args: InstallPackageArgs) -> ToolRes
 
 async def run_script(ctx: ToolContext, args: RunScriptArgs) -> ToolResult:
     session = _session(ctx, args.session_id)
-    response = await _sessions(ctx).run_script(
-        session, args.path, args.args, timeout_s=args.timeout_s
+    response = await ctx.live(
+        lambda live: _sessions(ctx).run_script(
+            session, args.path, args.args, timeout_s=args.timeout_s, live=live
+        )
     )
     return cell_result(response, ctx)
 

@@ -101,6 +101,11 @@ def limits_from_settings(settings: Settings, timeout_s: float | None = None) -> 
     )
 
 
+# Receives a run's output while it runs: ("stdout" | "stderr", text). Called on the thread
+# that reads the sandbox's answer; it must be quick and must not raise.
+OnOutput = Callable[[str, str], None]
+
+
 @dataclass(frozen=True)
 class RunRequest:
     job_id: str
@@ -108,6 +113,9 @@ class RunRequest:
     inputs: tuple[InputFile, ...]
     output_dir: Path  # where the adapter writes produced files (created by the caller)
     limits: RunLimits = field(default_factory=RunLimits)
+    # Set: the harness streams the output as it comes (chunk frames), each stream within
+    # ``max_output_bytes``; None (the default): it sends the result only, as it always did.
+    on_output: OnOutput | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,8 @@ class Sandbox(ABC):
 
     @abstractmethod
     def run(self, request: RunRequest) -> RunResult:
-        """Deliver the request and read its result; the timeout clock starts on delivery."""
+        """Deliver the request and read its result; the timeout clock starts on delivery.
+        Output chunks go to ``request.on_output`` (if set) on the way."""
 
     @abstractmethod
     def alive(self) -> bool:

@@ -18,11 +18,12 @@ def encode_request(request: RunRequest, *, memory_bytes: int | None, nproc: int 
     wire = request.limits.to_wire()
     wire["memory_bytes"] = memory_bytes
     wire["nproc"] = nproc
-    return encode_header(
-        {
-            "code": request.code,
-            "files": [{"name": f.name, "size": f.size} for f in request.inputs],
-            "timeout_s": request.limits.timeout_s,
-            "limits": wire,
-        }
-    )
+    header = {
+        "code": request.code,
+        "files": [{"name": f.name, "size": f.size} for f in request.inputs],
+        "timeout_s": request.limits.timeout_s,
+        "limits": wire,
+    }
+    if request.on_output is not None:
+        header["stream"] = True  # chunk frames come before the result (someone listens)
+    return encode_header(header)

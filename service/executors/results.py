@@ -6,7 +6,8 @@ the sandbox, so artifact entries are checked (name, size, count, total) before a
 written, and each file is streamed into ``request.output_dir`` without following links. The
 header itself is read only up to what the run's limits can produce
 (``result_header_limit``), and stdout/stderr are cut to ``max_output_bytes`` again here: a
-harness the script tampered with gets no more room than an honest one.
+harness the script tampered with gets no more room than an honest one. The chunk frames a
+streamed run sends first (``read_answer``) are held to the same cap.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any
 
 from runner_image.protocol import ProtocolError, copy_exact, read_header
 from service.errors import DiskFull
-from service.executors.base import ProducedFile, RunLimits, RunRequest, RunResult, SkippedFile
+from service.executors.base import (
+    OnOutput,
+    ProducedFile,
+    RunLimits,
+    RunRequest,
+    RunResult,
+    SkippedFile,
+)
 
 # The harness lists at most this many files it did not return; the gateway holds it to that.
 MAX_SKIPPED = 50
@@ -47,8 +55,38 @@ def result_header_limit(limits: RunLimits) -> int:
 
 
 def read_result_header(read: Read, request: RunRequest) -> dict[str, Any]:
-    """The result header, refused (``ProtocolError``) beyond ``result_header_limit``."""
-    return read_header(read, result_header_limit(request.limits))
+    """The result header, refused (``ProtocolError``) beyond ``result_header_limit``; chunk
+    frames before it go to ``request.on_output``."""
+    return read_answer(
+        read,
+        result_header_limit(request.limits),
+        request.limits.max_output_bytes,
+        request.on_output,
+    )
+
+
+def read_answer(
+    read: Read, header_limit: int, max_output_bytes: int, on_output: OnOutput | None
+) -> dict[str, Any]:
+    """The next header that is not a chunk frame. Chunks go to ``on_output`` (dropped when
+    it is None), each stream cut at ``max_output_bytes`` UTF-8 bytes as its result text is."""
+    room = {"stdout": max_output_bytes, "stderr": max_output_bytes}
+    while True:
+        header = read_header(read, header_limit)
+        stream = header.get("chunk")
+        if stream is None:
+            return header
+        text = header.get("text")
+        if stream not in room or not isinstance(text, str):
+            raise ProtocolError(f"bad chunk frame {str(header)[:200]}")
+        if on_output is None or room[stream] <= 0:
+            continue
+        encoded = text.encode("utf-8", "surrogatepass")[: room[stream]]
+        room[stream] -= len(encoded)
+        # Lone surrogates (only a tampered harness sends them) would not survive encoding.
+        text = encoded.decode("utf-8", "replace")
+        if text:
+            on_output(stream, text)
 
 
 def receive_result(read: Read, request: RunRequest) -> ReceivedResult:

@@ -13,9 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner_image.protocol import ProtocolError, copy_exact, encode_header, read_header
-from service.executors.base import InputFile, ProducedFile, RunLimits, RunRequest, Sandbox
-from service.executors.results import JSON_GROWTH, receive_artifacts, result_header_limit
+from runner_image.protocol import ProtocolError, copy_exact, encode_header
+from service.executors.base import (
+    InputFile,
+    OnOutput,
+    ProducedFile,
+    RunLimits,
+    RunRequest,
+    Sandbox,
+)
+from service.executors.results import (
+    JSON_GROWTH,
+    read_answer,
+    receive_artifacts,
+    result_header_limit,
+)
 
 # On top of the cell's timeout: the interrupt grace, collecting files, the frames themselves.
 EXCHANGE_GRACE_S = 15.0
@@ -35,10 +47,14 @@ def exchange(
     output_dir: Path,
     limits: RunLimits,
     wait_s: float,
+    on_output: OnOutput | None = None,
 ) -> tuple[dict[str, Any], tuple[ProducedFile, ...]]:
-    """Send ``header`` (plus ``inputs``) and read the answer and its files into ``output_dir``."""
+    """Send ``header`` (plus ``inputs``) and read the answer and its files into ``output_dir``;
+    ``on_output``: a cell's or script's output as it comes (chunk frames)."""
     deadline = time.monotonic() + wait_s + EXCHANGE_GRACE_S
-    frame = encode_header({**header, "files": [{"name": f.name, "size": f.size} for f in inputs]})
+    listed = [{"name": f.name, "size": f.size} for f in inputs]
+    streamed = {"stream": True} if on_output is not None else {}
+    frame = encode_header({**header, "files": listed, **streamed})
     # Values and rich displays are capped by the harness at max_output_bytes each.
     header_limit = (
         result_header_limit(limits) + 2 * JSON_GROWTH * limits.max_output_bytes + LISTING_BYTES
@@ -50,7 +66,7 @@ def exchange(
             with item.path.open("rb") as f:
                 copy_exact(f.read, lambda data: sandbox.send_bytes(data, deadline), item.size)
         read = sandbox.reader(deadline)
-        answer = read_header(read, header_limit)
+        answer = read_answer(read, header_limit, limits.max_output_bytes, on_output)
         produced = receive_artifacts(answer, read, request)
     except (ProtocolError, OSError, TimeoutError) as exc:
         raise ChannelBroken(f"{exc.__class__.__name__}: {exc}") from exc

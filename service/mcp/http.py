@@ -49,10 +49,11 @@ async def mcp_lifespan(state: Any, settings: Settings) -> AsyncIterator[None]:
     """Run the MCP session manager for the app's lifetime; it lives on ``state.mcp``."""
     manager = StreamableHTTPSessionManager(
         app=build_server(CATALOGUE, http_tool_context),
-        # Stateless JSON: any worker answers any request; our own sessions are tools, not
-        # MCP sessions.
+        # Stateless: any worker answers any request; our own sessions are tools, not MCP
+        # sessions. Answers are SSE streams, not plain JSON: only a stream carries the
+        # progress notifications (a run's output) before the result.
         stateless=True,
-        json_response=True,
+        json_response=False,
         max_request_body_size=settings.max_json_body * 1024 * 1024,
     )
     async with manager.run():

@@ -1,13 +1,15 @@
 """One MCP server for both transports: list the catalogue, call a tool, translate results.
 
 Every failure comes back as a tool result with ``isError`` and a message (the model sees it
-and can react), never as a protocol error.
+and can react), never as a protocol error. A call that carries a progress token gets the
+output of the code it runs as progress notifications while it runs (``output_progress``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import mcp.types as types
@@ -16,6 +18,7 @@ from mcp.server import Server, ServerRequestContext
 from files.errors import IntakeError
 from service import __version__
 from service.agent_tools import Catalogue, Tool, ToolContext, ToolResult
+from service.agent_tools.catalogue import Progress
 from service.errors import PythonCoderError
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,23 @@ def call_result(result: ToolResult) -> types.CallToolResult:
     )
 
 
+def output_progress(ctx: ServerRequestContext[Any, Any]) -> Progress | None:
+    """Progress notifications with a run's output, when the caller sent a progress token:
+    ``progress`` counts the chunks, ``message`` is the text (stderr's prefixed ``[stderr]``)."""
+    if (ctx.meta or {}).get("progress_token") is None:
+        return None
+    sent = 0
+
+    async def report(stream: str, text: str) -> None:
+        nonlocal sent
+        sent += 1
+        await ctx.session.report_progress(
+            sent, None, text if stream == "stdout" else f"[stderr] {text}"
+        )
+
+    return report
+
+
 def build_server(catalogue: Catalogue, context_of: ContextOf) -> Server[Any]:
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -58,7 +78,8 @@ def build_server(catalogue: Catalogue, context_of: ContextOf) -> Server[Any]:
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         try:
-            result = await catalogue.call(params.name, params.arguments, context_of(ctx))
+            tool_ctx = replace(context_of(ctx), progress=output_progress(ctx))
+            result = await catalogue.call(params.name, params.arguments, tool_ctx)
         except PythonCoderError as exc:  # unknown tool, missing permission, no key
             result = ToolResult.failure(type(exc).__name__, exc.message)
         except IntakeError as exc:

@@ -14,6 +14,7 @@ from service.executors.base import Executor
 from service.models import ExecutionResponse
 from service.observability import outcome_of
 from service.pipeline.jobs import Job, build_response, record_job, run_code
+from service.pipeline.live import LiveOutput
 from service.settings import PolicyMode, Settings
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ async def run_execution(
     policy: StaticPolicy,
     timeout_s: float | None = None,
     caller: Principal = LOCAL_OPERATOR,
+    live: LiveOutput | None = None,
 ) -> ExecutionResponse:
-    """Run caller-supplied code against the job's (already taken in) files."""
+    """Run caller-supplied code against the job's (already taken in) files; ``live``: its
+    output as it comes (``service.pipeline.live``)."""
     started = time.perf_counter()
     outcome, engine = "failed", executor.name
     try:
@@ -69,7 +72,9 @@ async def run_execution(
             outcome = "rejected"
             raise
         job.timings["policy"] = time.perf_counter() - started
-        run = await run_code(job, code, executor, settings, timeout_s, caller=caller.identity)
+        run = await run_code(
+            job, code, executor, settings, timeout_s, caller=caller.identity, live=live
+        )
         outcome, engine = outcome_of(run), run.engine
     finally:
         job.timings["total"] = time.perf_counter() - started + job.timings.get("intake", 0.0)

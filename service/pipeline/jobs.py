@@ -30,6 +30,7 @@ from service.executors.base import (
 )
 from service.models import Artifact, ExecutionResponse
 from service.observability import observe_upload, record_execution, track_active_container
+from service.pipeline.live import LiveOutput
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ async def run_code(
     timeout_s: float | None,
     *,
     caller: str = LOCAL_OPERATOR.identity,
+    live: LiveOutput | None = None,
 ) -> RunResult:
     """Run ``code`` against the job's inputs in a fresh sandbox (off the event loop).
 
@@ -161,7 +163,8 @@ async def run_code(
     by the app's engines); the others wait in the app's ``RunQueue``, on the event loop,
     without holding a worker thread: bounded (``QueueFull``, a 429, beyond it) and served
     round-robin by ``caller``. Each run starts with an empty output dir, so a repaired run
-    never serves files its failed predecessor left.
+    never serves files its failed predecessor left. ``live``: the output goes there as it
+    comes, and ``live.begin()`` once the run has its slot.
     """
     request = RunRequest(
         job_id=job.id,
@@ -170,6 +173,7 @@ async def run_code(
         + job.extra_inputs,
         output_dir=job.output_dir,
         limits=run_limits(settings, timeout_s),
+        on_output=live.output if live is not None else None,
     )
     shutil.rmtree(job.output_dir, ignore_errors=True)
     job.output_dir.mkdir(parents=True, mode=0o700)
@@ -185,6 +189,8 @@ async def run_code(
     queue = executor.queue
     try:
         async with queue.slot(caller) if queue is not None else nullcontext():
+            if live is not None:
+                live.begin()
             return await anyio.to_thread.run_sync(
                 run_tracked, limiter=executor.slots, abandon_on_cancel=False
             )

@@ -40,6 +40,7 @@ from service.executors.session import ChannelBroken, exchange
 from service.models import Artifact, CellResponse, Display, SessionFile, SessionInfo
 from service.pipeline.execute import check_policy
 from service.pipeline.jobs import Upload
+from service.pipeline.live import LiveOutput
 from service.settings import MB, Settings
 
 log = logging.getLogger(__name__)
@@ -230,8 +231,10 @@ class SessionManager:
         inputs: tuple[InputFile, ...] = (),
         wait_s: float = 30.0,
         limits: RunLimits | None = None,
+        live: LiveOutput | None = None,
     ) -> tuple[Answer, Path]:
-        """One frame out and back, serialised per session; the caller removes the dir."""
+        """One frame out and back, serialised per session; the caller removes the dir.
+        ``live``: begun once the session is ours, the output streamed to it."""
         limits = limits or session.limits
         self._scratch.mkdir(parents=True, exist_ok=True)
         out_dir = Path(tempfile.mkdtemp(prefix=f"{session.id}-", dir=self._scratch))
@@ -240,6 +243,8 @@ class SessionManager:
             async with session.lock:
                 if session.closed:
                     raise SessionGone(f"session {session.id} was closed")
+                if live is not None:
+                    live.begin()
                 started = time.perf_counter()
                 try:
                     header_out, files = await anyio.to_thread.run_sync(
@@ -250,6 +255,7 @@ class SessionManager:
                             output_dir=out_dir,
                             limits=limits,
                             wait_s=wait_s,
+                            on_output=live.output if live is not None else None,
                         )
                     )
                 except ChannelBroken as exc:
@@ -284,8 +290,10 @@ class SessionManager:
         *,
         inputs: tuple[InputFile, ...] = (),
         timeout_s: float | None = None,
+        live: LiveOutput | None = None,
     ) -> CellResponse:
-        """Run a cell: the static policy first, as for one-shot code."""
+        """Run a cell: the static policy first, as for one-shot code; ``live``: its output as
+        it comes."""
         warnings = await anyio.to_thread.run_sync(check_policy, code, self.policy)
         timeout = self._timeout(timeout_s, session)
         header = {
@@ -296,7 +304,9 @@ class SessionManager:
             "limits": session.sandbox.wire_limits(session.limits),
         }
         wait = timeout + self.settings.session_interrupt_grace
-        answer, out_dir = await self._exchange(session, header, inputs=inputs, wait_s=wait)
+        answer, out_dir = await self._exchange(
+            session, header, inputs=inputs, wait_s=wait, live=live
+        )
         try:
             session.cells += 1
             return self._cell_response(session, answer, warnings)
@@ -310,6 +320,7 @@ class SessionManager:
         args: list[str],
         *,
         timeout_s: float | None = None,
+        live: LiveOutput | None = None,
     ) -> CellResponse:
         """``path`` (a work-dir ``.py``) as ``__main__`` with ``args``, in a fresh process."""
         name = check_session_path(path)
@@ -328,7 +339,7 @@ class SessionManager:
             "timeout_s": timeout,
             "limits": session.sandbox.wire_limits(replace(session.limits, timeout_s=timeout)),
         }
-        answer, out_dir = await self._exchange(session, header, wait_s=timeout)
+        answer, out_dir = await self._exchange(session, header, wait_s=timeout, live=live)
         try:
             session.cells += 1
             return self._cell_response(session, answer, [])

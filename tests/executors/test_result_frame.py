@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -67,3 +68,46 @@ def test_a_deeply_nested_header_is_a_protocol_error(make_request: MakeRequest) -
     stream = io.BytesIO(MAGIC + struct.pack(">I", len(body)) + body)
     with pytest.raises(ProtocolError, match="nested"):
         receive_result(stream.read, make_request("print(1)", max_output_bytes=1024 * KB))
+
+
+def test_chunks_from_a_tampered_harness_get_no_more_room_than_its_result(
+    make_request: MakeRequest,
+) -> None:
+    got: list[tuple[str, str]] = []
+    request = replace(
+        make_request("print(1)", max_output_bytes=10 * KB),
+        on_output=lambda stream, text: got.append((stream, text)),
+    )
+
+    def frame(header: dict[str, str]) -> bytes:  # ASCII JSON: a lone surrogate as \udc80
+        body = json.dumps(header).encode()
+        return MAGIC + struct.pack(">I", len(body)) + body
+
+    frames = b"".join(
+        frame({"chunk": stream, "text": text})
+        for stream, text in [
+            ("stdout", "é" * (4 * KB)),  # 8 KB
+            ("stderr", "e" * KB),
+            ("stdout", "x" * (4 * KB)),  # over the cap from 2 KB on
+            ("stdout", "never"),
+            ("stderr", "\udc80"),  # a lone surrogate: replaced, never passed on
+        ]
+    )
+    stream = io.BytesIO(frames + encode_header({"exit_code": 0, "files": []}))
+    received = receive_result(stream.read, request)
+    assert received.header["exit_code"] == 0
+    out = "".join(t for s, t in got if s == "stdout")
+    assert out == "é" * (4 * KB) + "x" * (2 * KB)
+    assert [t for s, t in got if s == "stderr"] == ["e" * KB, "\ufffd" * 3]
+
+
+def test_chunks_nobody_listens_to_are_skipped_and_bad_ones_refused(
+    make_request: MakeRequest,
+) -> None:
+    request = make_request("print(1)")
+    result = encode_header({"exit_code": 0, "files": []})
+    chunk = encode_header({"chunk": "stdout", "text": "hi"})
+    assert receive_result(io.BytesIO(chunk * 3 + result).read, request).header["exit_code"] == 0
+    for bad in ({"chunk": "stdin", "text": "x"}, {"chunk": "stdout", "text": 1}):
+        with pytest.raises(ProtocolError, match="bad chunk frame"):
+            receive_result(io.BytesIO(encode_header(bad) + result).read, request)

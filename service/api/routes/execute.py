@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from service.api.deps import (
     DataToolsDep,
@@ -16,11 +16,18 @@ from service.api.deps import (
     require,
 )
 from service.api.disconnect import cancel_on_disconnect
+from service.api.streaming import (
+    EVENT_STREAM,
+    RequestTasksDep,
+    stream_run,
+    wants_event_stream,
+)
 from service.auth.permissions import Permission
 from service.errors import NotFound
 from service.models import ExecutionResponse
 from service.pipeline.execute import run_execution
 from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
+from service.pipeline.live import LiveOutput
 from service.pipeline.packages import package_inputs
 from service.pipeline.staging import stage_uploads
 
@@ -48,8 +55,12 @@ ARTIFACT_HEADERS = {
         "`engine`, `packages`). `packages` installs wheels for this run (as install_package). `stage` "
         "copies stored files (storage paths, s3://bucket/key, a query's stored_as) in by name. "
         "422 when the static policy refuses the code; a script that fails is a 200 with "
-        "`success: false`."
+        "`success: false`. With `Accept: text/event-stream` the answer is a stream of "
+        'Server-Sent Events once the run starts: `stdout`/`stderr` (`{"text": ...}`) as the '
+        "script writes, then `result` (this JSON) or `error`; errors before the run starts "
+        "stay JSON with their status."
     ),
+    responses={200: {"content": {EVENT_STREAM: {}}}},
 )
 async def execute(
     request: Request,
@@ -58,29 +69,39 @@ async def execute(
     policy: PolicyDep,
     principal: PrincipalDep,
     data_tools: DataToolsDep,
-) -> ExecutionResponse:
+    tasks: RequestTasksDep,
+) -> ExecutionResponse | StreamingResponse:
     code = job_in.required("code")
     staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
-    async with open_job(settings) as job:
-        await intake_uploads(job, [*job_in.uploads, *staged], settings)
-        if job_in.packages:
-            principal.require(Permission.INSTALL)
-            job.extra_inputs = await package_inputs(job_in.packages, job, job_in.executor, settings)
-        # A client that hangs up does not leave its sandbox running to the timeout.
-        return await cancel_on_disconnect(
-            request,
-            job_in.executor,
-            job.id,
-            lambda: run_execution(
-                job,
-                code,
-                executor=job_in.executor,
-                settings=settings,
-                policy=policy,
-                timeout_s=job_in.timeout_s,
-                caller=job_in.caller,
-            ),
-        )
+
+    async def work(live: LiveOutput | None) -> ExecutionResponse:
+        async with open_job(settings) as job:
+            await intake_uploads(job, [*job_in.uploads, *staged], settings)
+            if job_in.packages:
+                principal.require(Permission.INSTALL)
+                job.extra_inputs = await package_inputs(
+                    job_in.packages, job, job_in.executor, settings
+                )
+            # A client that hangs up does not leave its sandbox running to the timeout.
+            return await cancel_on_disconnect(
+                request,
+                job_in.executor,
+                job.id,
+                lambda: run_execution(
+                    job,
+                    code,
+                    executor=job_in.executor,
+                    settings=settings,
+                    policy=policy,
+                    timeout_s=job_in.timeout_s,
+                    caller=job_in.caller,
+                    live=live,
+                ),
+            )
+
+    if wants_event_stream(request):
+        return await stream_run(tasks, work)
+    return await work(None)
 
 
 @router.get(

@@ -6,17 +6,24 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from service.api.deps import JobInputDep, PrincipalDep, SettingsDep, require
 from service.api.routes.execute import ARTIFACT_HEADERS
+from service.api.streaming import (
+    EVENT_STREAM,
+    RequestTasksDep,
+    stream_run,
+    wants_event_stream,
+)
 from service.auth.permissions import Permission
 from service.errors import InvalidRequest
 from service.executors.base import InputFile
 from service.models import CellResponse, InstallResponse, SessionFile, SessionInfo
 from service.pipeline.jobs import intake_uploads, open_job
+from service.pipeline.live import LiveOutput
 from service.pipeline.packages import install_package
 from service.pipeline.sessions import SessionManager, store_uploads
 
@@ -106,22 +113,35 @@ async def delete_session(
         "JSON (`code`, inline `files`, `timeout_s`) or multipart (`code`, `files`, "
         "`timeout_s`). Variables, imports and files persist. A cell past its timeout is "
         "interrupted (KeyboardInterrupt) and the state kept; one that does not stop is "
-        "killed and the interpreter restarted (`state_lost: true`)."
+        "killed and the interpreter restarted (`state_lost: true`). With "
+        "`Accept: text/event-stream`: Server-Sent Events as for `/v1/execute` (`stdout`, "
+        "`stderr`, then `result` with this JSON, or `error`)."
     ),
+    responses={200: {"content": {EVENT_STREAM: {}}}},
 )
 async def execute_cell(
+    request: Request,
     session_id: str,
     job_in: JobInputDep,
     sessions: SessionsDep,
     principal: PrincipalDep,
     settings: SettingsDep,
-) -> CellResponse:
+    tasks: RequestTasksDep,
+) -> CellResponse | StreamingResponse:
     session = sessions.get(session_id, principal)
     code = job_in.required("code")
-    async with open_job(settings) as job:
-        await intake_uploads(job, job_in.uploads, settings)
-        inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
-        return await sessions.execute(session, code, inputs=inputs, timeout_s=job_in.timeout_s)
+
+    async def work(live: LiveOutput | None) -> CellResponse:
+        async with open_job(settings) as job:
+            await intake_uploads(job, job_in.uploads, settings)
+            inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
+            return await sessions.execute(
+                session, code, inputs=inputs, timeout_s=job_in.timeout_s, live=live
+            )
+
+    if wants_event_stream(request):
+        return await stream_run(tasks, work)
+    return await work(None)
 
 
 @router.post(
