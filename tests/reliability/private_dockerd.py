@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from docker.errors import DockerException
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MNT_DETACH = 2
 LOAD_CHUNK = 1024 * 1024
+BUILTIN_RUNTIMES = {"runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.linux"}
 
 
 def private_dockerd_problem() -> str | None:
@@ -40,14 +42,31 @@ def private_dockerd_problem() -> str | None:
     return None
 
 
+def host_runtimes() -> dict[str, dict[str, object]]:
+    """The extra OCI runtimes the host's engine has registered (gVisor's runsc), as
+    ``daemon.json`` declares them."""
+    client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41", timeout=30)
+    try:
+        runtimes: dict[str, dict[str, object]] = client.info().get("Runtimes") or {}
+    finally:
+        client.close()
+    return {
+        name: {k: v for k, v in spec.items() if k in ("path", "runtimeArgs")}
+        for name, spec in runtimes.items()
+        if name not in BUILTIN_RUNTIMES and spec.get("path")
+    }
+
+
 class PrivateDockerd:
     """``dockerd`` on ``unix://<root>/docker.sock``; ``start``, ``stop(signal)``, ``close``."""
 
-    def __init__(self) -> None:
+    def __init__(self, runtimes: dict[str, dict[str, object]] | None = None) -> None:
         # Short: containerd's socket path under the exec root must stay below 108 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="dockerd-fault-"))
         self.cgroup_parent = f"/{self.root.name}"
-        (self.root / "daemon.json").write_text("{}")  # not the host's /etc/docker/daemon.json
+        # Not the host's /etc/docker/daemon.json (its hosts or data root would clash); only
+        # the runtimes it registers (runsc), so PYTHON_CODE_DOCKER_RUNTIME works here too.
+        (self.root / "daemon.json").write_text(json.dumps({"runtimes": runtimes or {}}))
         self.log_path = self.root / "dockerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

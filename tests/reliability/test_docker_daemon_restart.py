@@ -28,7 +28,11 @@ from service.executors.base import CONTAINER_LABEL
 from service.settings import get_settings
 from tests.conftest import private_dockerd_missing
 from tests.deploy.gateway import GatewayProcess
-from tests.reliability.private_dockerd import PrivateDockerd, private_dockerd_problem
+from tests.reliability.private_dockerd import (
+    PrivateDockerd,
+    host_runtimes,
+    private_dockerd_problem,
+)
 
 pytestmark = pytest.mark.docker  # the runner image comes from the host's engine
 
@@ -45,7 +49,7 @@ def dockerd() -> Iterator[PrivateDockerd]:
     problem = private_dockerd_problem()
     if problem is not None:
         private_dockerd_missing(problem)
-    daemon = PrivateDockerd()
+    daemon = PrivateDockerd(runtimes=host_runtimes())
     try:
         try:
             started = daemon.start()
@@ -80,6 +84,8 @@ def gateway(dockerd: PrivateDockerd, tmp_path: Path) -> Iterator[GatewayProcess]
         assert process.terminate(60) in (0, -signal.SIGTERM), process.logs()[-3000:]
     finally:
         process.stop()
+    if not dockerd.answers():  # the test failed during the outage: close() clears up
+        return
     # Stopped, the gateway leaves no container, no container process and no shim behind.
     wait_for(lambda: not ours(dockerd), "no container left", 15)
     wait_for(lambda: not dockerd.cgroup_tasks(), "no container process left", 15)
