@@ -302,9 +302,17 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         },
         "rss_mb": {
             "samples": len(samples),
+            "start": round(samples[0], 1) if samples else 0.0,
+            "peak": round(max(samples), 1) if samples else 0.0,
+            "end": round(samples[-1], 1) if samples else 0.0,
             "first_tenth": round(first, 1),
             "last_tenth": round(last, 1),
             "growth": round((last - first) / first, 3) if first else 0.0,
+            # The mean of each tenth of the run: a leak climbs, a warm-up steps once.
+            "by_tenth": [
+                round(statistics.mean(samples[i * tenth : (i + 1) * tenth]), 1)
+                for i in range(min(10, len(samples) // tenth))
+            ],
         },
         "queue_at_end": queue,
         "gateway_exit": exit_code,

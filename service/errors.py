@@ -20,7 +20,8 @@
     ├── PolicyViolation             422  the static policy rejected the code (carries findings)
     ├── VerificationFailed          422  the verify -> modify loop ended with blocking issues
     ├── SessionsExhausted           503  the gateway holds as many sessions as it allows
-    ├── EngineUnavailable           503  no engine can run code now
+    ├── EngineUnavailable           503  no engine can run code now (+ Retry-After when it
+    │   │                                may come back by itself: unreachable, restarting)
     │   ├── RunnerImageMissing      503  engine up, runner image absent (names the build command)
     │   └── DiskFull                503  the execution dir ran out of space (ENOSPC) mid-job
     ├── LLMNotConfigured            503  generation asked for, no model configured
@@ -128,7 +129,16 @@ class VerificationFailed(PythonCoderError):
 
 
 class EngineUnavailable(PythonCoderError):
-    pass
+    """``retry_after_s``: set when the engine may come back by itself (stopped, restarting,
+    not answering); the 503 then carries ``Retry-After``. Unset when someone must act."""
+
+    def __init__(
+        self, message: str, *, retry_after_s: int | None = None, detail: Any = None
+    ) -> None:
+        if retry_after_s is not None:
+            detail = {**(detail or {}), "retry_after_s": retry_after_s}
+        super().__init__(message, detail=detail)
+        self.retry_after_s = retry_after_s
 
 
 class RunnerImageMissing(EngineUnavailable):

@@ -3,7 +3,9 @@
 Tests marked ``docker`` need a reachable engine and the runner image. Without them they are
 skipped with the reason, unless ``REQUIRE_DOCKER=1`` (CI), where they fail instead.
 Subprocess-engine tests that find no bubblewrap sandbox or no runner venv skip the same way,
-unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``.
+unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``. So do the
+tests that need a Docker daemon of their own to stop and restart (root, a dockerd binary),
+unless ``REQUIRE_PRIVATE_DOCKERD=1`` (CI): see ``private_dockerd_missing``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ def subprocess_engine_missing(reason: str) -> NoReturn:
     """Skip a test the subprocess engine cannot run here; fail instead when CI requires it."""
     if REQUIRE_SUBPROCESS_ENGINE:
         pytest.fail(f"REQUIRE_SUBPROCESS_ENGINE=1 but {reason}")
+    pytest.skip(reason)
+
+
+REQUIRE_PRIVATE_DOCKERD = os.environ.get("REQUIRE_PRIVATE_DOCKERD") == "1"
+
+
+def private_dockerd_missing(reason: str) -> NoReturn:
+    """Skip a test that cannot run a private Docker daemon here; fail instead when CI
+    requires it."""
+    if REQUIRE_PRIVATE_DOCKERD:
+        pytest.fail(f"REQUIRE_PRIVATE_DOCKERD=1 but {reason}")
     pytest.skip(reason)
 
 

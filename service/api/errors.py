@@ -88,6 +88,8 @@ def error_headers(exc: Exception) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, se.RateLimited):
         return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, se.EngineUnavailable) and exc.retry_after_s is not None:
+        return {"Retry-After": str(exc.retry_after_s)}
     return {}
 
 

@@ -18,9 +18,10 @@ importing at once near the number of fillers instead of adding one cold start pe
 all competing for the same cores.
 
 Background threads keep it healthy: fillers provision up to the target (backing off while
-the engine fails); the keeper replaces sandboxes that died, recycles ones older than
-``max_age_s`` and drains all of them when the engine's fingerprint (the runner image id)
-changes. ``close`` stops the threads and disposes of everything, waiting for it.
+the engine fails, and starting again as soon as the keeper sees it answer after an outage,
+such as a daemon restart); the keeper replaces sandboxes that died, recycles ones older
+than ``max_age_s`` and drains all of them when the engine's fingerprint (the runner image
+id) changes. ``close`` stops the threads and disposes of everything, waiting for it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from service.errors import PythonCoderError, RunnerImageMissing
@@ -120,6 +122,8 @@ class WarmPool:
         self._last_miss = 0.0
         self._last_pressure = -1e9  # a miss or a waited hit, for the busy pre-imports
         self._fingerprint: str | None = None
+        self._engine_failing = False  # the keeper's last look at the engine failed
+        self._recoveries = 0  # times the engine came back; fillers drop their backoff
         self._closed = False
         self._threads = [
             threading.Thread(target=self._fill, name=f"pyc-pool-fill-{i}", daemon=True)
@@ -236,11 +240,14 @@ class WarmPool:
 
     def _fill(self) -> None:
         backoff = 0.5
+        recoveries = 0
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closed or self._wanted())
                 if self._closed:
                     return
+                if recoveries != self._recoveries:  # the engine is back: no more waiting
+                    recoveries, backoff = self._recoveries, 0.5
                 self._provisioning += 1
                 started = time.monotonic()
                 self._inflight.append(started)
@@ -267,7 +274,7 @@ class WarmPool:
                     self._cond.notify_all()  # waiters re-plan: it succeeded or failed
             if sandbox is None:
                 with self._cond:
-                    self._cond.wait(backoff)
+                    self._cond.wait_for(partial(self._back_since, recoveries), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             backoff = 0.5
@@ -292,6 +299,10 @@ class WarmPool:
     def _busy(self, now: float) -> bool:
         """Called with the lock held: have requests outrun the pool lately?"""
         return now - self._last_pressure < self.pressure_window_s
+
+    def _back_since(self, recoveries: int) -> bool:
+        """Stop backing off: closing, or the engine came back since ``recoveries``."""
+        return self._closed or self._recoveries != recoveries
 
     def _failed(self, message: str) -> None:
         with self._cond:
@@ -343,8 +354,10 @@ class WarmPool:
             now = time.monotonic()
             if now >= next_fingerprint:
                 next_fingerprint = now + FINGERPRINT_INTERVAL_S
+                failing = True
                 try:
                     self._refresh_fingerprint()
+                    failing = False
                 except RunnerImageMissing as exc:
                     # The runner these sandboxes came from is gone (removed while serving):
                     # none of them is handed out any more; requests run cold and get the 503.
@@ -355,7 +368,20 @@ class WarmPool:
                 except Exception as exc:
                     log.exception("checking the %s runner failed", self.engine)
                     self._failed(str(exc))
+                self._note_engine(failing)
+                if failing:  # look again soon: the pool refills as soon as it is back
+                    next_fingerprint = now + KEEPER_INTERVAL_S
             self._tend(now)
+
+    def _note_engine(self, failing: bool) -> None:
+        """After the engine failed the keeper's look (a daemon restart), its answering again
+        wakes the fillers, whose backoff may have grown to ``BACKOFF_MAX_S``."""
+        with self._cond:
+            if self._engine_failing and not failing:
+                self._recoveries += 1
+                self._cond.notify_all()
+                log.info("%s engine and runner answer again: refilling the pool", self.engine)
+            self._engine_failing = failing
 
     def _tend(self, now: float) -> None:
         """Replace dead and old sandboxes; shrink towards the minimum when misses stop."""

@@ -368,13 +368,17 @@ def test_engine_unreachable(make_request: MakeRequest, tmp_path: Path) -> None:
     client = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
     ex = DockerExecutor(get_settings(), client=client)
     try:
-        with pytest.raises(EngineUnavailable):
+        with pytest.raises(EngineUnavailable) as refused:
             ex.run(make_request("print(1)"))
+        # The engine may be restarting: the 503 says when to come back (Retry-After).
+        retry_after, message = refused.value.retry_after_s, refused.value.message
+        del refused  # its traceback holds the socket docker-py leaked
         readiness = ex.readiness()
     finally:
         client.close()
         gc.collect()
     assert not readiness.ready and "unreachable" in readiness.detail
+    assert retry_after is not None and retry_after > 0 and "retry in" in message
 
 
 @pytest.mark.docker

@@ -30,6 +30,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -41,7 +42,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 
 from runner_image.protocol import MAGIC, ProtocolError, read_header
-from service.errors import EngineUnavailable, ExecutorError, RunnerImageMissing
+from service.errors import EngineUnavailable, ExecutorError, PythonCoderError, RunnerImageMissing
 from service.executors.base import (
     CONTAINER_LABEL,
     GATEWAY_ID,
@@ -81,6 +82,9 @@ READY_TIMEOUT_S = 60.0
 PROTOCOL_LABEL = "io.python-coder.protocol"
 SANDBOX_LABEL = "io.python-coder.sandbox"
 RUNNER_UID = 10001
+# Seconds a client should wait before retrying when the engine does not answer (a daemon
+# restart takes a few seconds; the pool refills by itself once it is back).
+ENGINE_RETRY_AFTER_S = 5
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_.-]")
 
@@ -278,9 +282,14 @@ class DockerSandbox(Sandbox):
                 ),
             )
         if problem is not None:
-            raise ExecutorError(f"runner result unreadable: {problem}")
+            raise self.executor.down_or(
+                ExecutorError(f"runner result unreadable: {problem}"), "reading the result"
+            )
         if stream_timed_out or result is None:  # the header came, the produced files did not
-            raise ExecutorError("runner stalled while sending the produced files")
+            raise self.executor.down_or(
+                ExecutorError("runner stalled while sending the produced files"),
+                "reading the produced files",
+            )
         # Docker 20.10 on cgroup v1 sets OOMKilled whenever the kernel OOM-killed anything in
         # the container, also when only the forked script died and the harness (PID 1)
         # answered: that flag is the authority, the harness's SIGKILL report only a hint.
@@ -290,6 +299,14 @@ class DockerSandbox(Sandbox):
         if header.get("signal") == 9 and not result.timed_out:
             result = replace(result, error="killed (SIGKILL); the engine reported no OOM kill")
         return result
+
+
+def engine_down(message: str) -> EngineUnavailable:
+    """The engine does not answer: a 503 that tells the client when to come back."""
+    return EngineUnavailable(
+        f"{message}; the engine may be restarting: retry in {ENGINE_RETRY_AFTER_S} s",
+        retry_after_s=ENGINE_RETRY_AFTER_S,
+    )
 
 
 def _oom_result(request: RunRequest, result: RunResult, isolation: tuple[str, ...]) -> RunResult:
@@ -317,6 +334,10 @@ class DockerExecutor(Executor):
         self._runtime_seccomp: bool | None = None  # learnt from the engine on first need
         self._client = client
         self._owns_client = client is None
+        # Containers whose removal failed because the engine did not answer (stopped,
+        # restarting): removed once it answers again, by whichever call notices first.
+        self._unremoved: set[str] = set()
+        self._unremoved_lock = threading.Lock()
 
     # ------------------------------------------------------------------------- plumbing
 
@@ -381,14 +402,24 @@ class DockerExecutor(Executor):
                 "(images are never pulled)"
             )
         if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-            return EngineUnavailable(f"Docker engine unreachable while {doing}: {exc}")
+            return engine_down(f"Docker engine unreachable while {doing}: {exc}")
         if isinstance(exc, requests.exceptions.Timeout):
-            return EngineUnavailable(f"Docker engine did not answer in time while {doing}")
+            return engine_down(f"Docker engine did not answer in time while {doing}")
         if isinstance(exc, APIError) and exc.is_server_error():
             return ExecutorError(f"Docker engine failed while {doing}: {exc.explanation or exc}")
         if isinstance(exc, DockerException | requests.exceptions.RequestException):
             return ExecutorError(f"Docker error while {doing}: {exc}")
         return exc
+
+    def down_or(self, error: ExecutorError, doing: str) -> PythonCoderError:
+        """``error``, unless the engine does not answer now: then the sandbox broke because
+        the engine went away (stopped, restarting), which is a retryable 503, not our bug."""
+        try:
+            self.client.ping()
+        except (DockerException, requests.exceptions.RequestException, EngineUnavailable) as exc:
+            log.warning("%s; and the Docker engine does not answer: %s", error.message, exc)
+            return engine_down(f"Docker engine went away while {doing}")
+        return error
 
     def _host_config(self, limits: RunLimits, input_room: int) -> dict[str, Any]:
         mount = "rw,nosuid,nodev,noexec"
@@ -467,6 +498,7 @@ class DockerExecutor(Executor):
                 attachment = Attachment(self.client, container_id)
             except (DockerException, requests.exceptions.RequestException) as exc:
                 raise self._translate(exc, "creating the container") from exc
+            self._remove_left_over()
             phases.create = time.monotonic() - mark
             mark = time.monotonic()
             try:
@@ -478,11 +510,14 @@ class DockerExecutor(Executor):
             try:
                 hello = read_header(demux.read_stdout)
             except (StreamTimeout, ProtocolError, OSError) as exc:
-                raise ExecutorError(
-                    f"the runner in {name} did not report ready ({exc.__class__.__name__}: "
-                    f"{exc}); is {self.image} built from this gateway's runner sources? "
-                    f"`python-coder build-runner`; harness said: "
-                    f"{demux.diagnostics_text()[-500:] or '(nothing)'}"
+                raise self.down_or(
+                    ExecutorError(
+                        f"the runner in {name} did not report ready ({exc.__class__.__name__}: "
+                        f"{exc}); is {self.image} built from this gateway's runner sources? "
+                        f"`python-coder build-runner`; harness said: "
+                        f"{demux.diagnostics_text()[-500:] or '(nothing)'}"
+                    ),
+                    "starting the sandbox",
                 ) from exc
             if not hello.get("ready"):
                 raise ExecutorError(f"the runner in {name} sent {hello!r} instead of ready")
@@ -505,9 +540,11 @@ class DockerExecutor(Executor):
 
     def fingerprint(self) -> str:
         try:
-            return str(self.client.inspect_image(self.image)["Id"])
+            image_id = str(self.client.inspect_image(self.image)["Id"])
         except (DockerException, requests.exceptions.RequestException) as exc:
             raise self._translate(exc, "inspecting the runner image") from exc
+        self._remove_left_over()  # the pool's keeper asks every few seconds
+        return image_id
 
     def sweep_orphans(
         self, *, everything: bool = False, jobs: list[str] | None = None
@@ -559,9 +596,30 @@ class DockerExecutor(Executor):
                 except (DockerException, requests.exceptions.RequestException):
                     return
                 time.sleep(0.1)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            # The engine is away (a daemon restart): retried once it answers again.
+            with self._unremoved_lock:
+                self._unremoved.add(container_id)
+            log.warning(
+                "could not remove container %s, the engine does not answer (%s): "
+                "retried when it is back",
+                container_id[:12],
+                exc.__class__.__name__,
+            )
         except (DockerException, requests.exceptions.RequestException) as exc:
             # Leave it to remove_orphans() at the next start rather than mask the result.
             log.error("could not remove container %s: %s", container_id[:12], exc)
+
+    def _remove_left_over(self) -> None:
+        """Remove the containers the engine could not remove while it was away; called
+        after an engine call succeeded (cheap when there are none)."""
+        with self._unremoved_lock:
+            if not self._unremoved:
+                return
+            pending, self._unremoved = self._unremoved, set()
+        log.info("the Docker engine is back: removing %d container(s) left over", len(pending))
+        for container_id in pending:
+            self.remove(container_id)
 
     # ------------------------------------------------------------------------- readiness
 
@@ -570,6 +628,7 @@ class DockerExecutor(Executor):
         try:
             self.client.ping()
             checks["engine"] = "reachable"
+            self._remove_left_over()
         except (DockerException, requests.exceptions.RequestException, EngineUnavailable) as exc:
             return Readiness(False, self.name, f"Docker engine unreachable: {exc}", checks)
         try:
