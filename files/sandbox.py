@@ -66,9 +66,7 @@ TMP_BYTES = 16 * MB
 # Exit status of a worker that could not confine itself (files.confine).
 CONFINE_FAILED = 70
 
-_BOOT = (
-    "import sys; sys.path.insert(0, {root!r}); from files.confine import main; main(sys.argv[1:])"
-)
+_BOOT = "import sys; sys.path[:0] = {paths!r}; from files.confine import main; main(sys.argv[1:])"
 
 
 @dataclass(frozen=True)
@@ -102,11 +100,14 @@ class WorkerSandbox:
     def describe(self) -> str:
         return f"{self.mode} ({', '.join(self.labels)}): {self.detail}"
 
-    def command(self, module: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    def command(
+        self, module: str, *args: str, extra_paths: tuple[Path, ...] = ()
+    ) -> tuple[list[str], dict[str, str]]:
         """argv and environment that start ``python -m module args`` in this sandbox.
 
         The worker pool starts ``files.worker`` this way; tests start probe modules through
-        exactly the same command to check what a worker can reach.
+        exactly the same command to check what a worker can reach, adding the folder of the
+        probe (``extra_paths``: shown read-only and put on ``sys.path``).
         """
         env = {
             "PATH": SYSTEM_PATH,
@@ -122,18 +123,23 @@ class WorkerSandbox:
             "MALLOC_ARENA_MAX": "2",
             "ARROW_DEFAULT_MEMORY_POOL": "system",
         }
-        root = SANDBOX_ROOT if self.mode == "bwrap" else str(_package_root())
-        python = [sys.executable, "-I", "-B", "-c", _BOOT.format(root=root), module, *args]
+        if self.mode == "bwrap":
+            shown = [f"{SANDBOX_ROOT}/extra{i}" for i in range(len(extra_paths))]
+            paths = [*shown, SANDBOX_ROOT]
+        else:
+            paths = [*map(str, extra_paths), str(_package_root())]
+        boot = _BOOT.format(paths=paths)
+        python = [sys.executable, "-I", "-B", "-c", boot, module, *args]
         if self.mode != "bwrap":
             drop = setpriv_args(self.setpriv, self.uid) if self.setpriv and self.uid else []
             return [*drop, *python], env
         assert self.bwrap is not None
-        argv = [self.bwrap, *self._bwrap_args()]
+        argv = [self.bwrap, *self._bwrap_args(extra_paths)]
         if self.uid is not None and self.setpriv:
             argv += setpriv_args(self.setpriv, self.uid)
         return [*argv, *python], env
 
-    def _bwrap_args(self) -> list[str]:
+    def _bwrap_args(self, extra_paths: tuple[Path, ...]) -> list[str]:
         args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         # --die-with-parent: the parent-death signal follows the *thread* that started bwrap,
         # hence files.worker's one long-lived spawner thread.
@@ -153,6 +159,8 @@ class WorkerSandbox:
         args += parent_dirs(Path(SANDBOX_ROOT) / "x", made)
         for name in PACKAGES:
             args += ["--ro-bind", str(_package_root() / name), f"{SANDBOX_ROOT}/{name}"]
+        for i, extra in enumerate(extra_paths):
+            args += ["--ro-bind", str(extra), f"{SANDBOX_ROOT}/extra{i}"]
         args += ["--proc", "/proc", "--dev", "/dev"]
         if self.sized_tmpfs:
             args += tmpfs_args("/tmp", TMP_BYTES)

@@ -3,7 +3,9 @@
 Tests marked ``docker`` need a reachable engine and the runner image. Without them they are
 skipped with the reason, unless ``REQUIRE_DOCKER=1`` (CI), where they fail instead.
 Subprocess-engine tests that find no bubblewrap sandbox or no runner venv skip the same way,
-unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``.
+unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``. The intake
+workers' bubblewrap sandbox is required the same way by ``REQUIRE_INTAKE_SANDBOX=1`` (CI): see
+``intake_bwrap_missing``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def subprocess_engine_missing(reason: str) -> NoReturn:
     """Skip a test the subprocess engine cannot run here; fail instead when CI requires it."""
     if REQUIRE_SUBPROCESS_ENGINE:
         pytest.fail(f"REQUIRE_SUBPROCESS_ENGINE=1 but {reason}")
+    pytest.skip(reason)
+
+
+REQUIRE_INTAKE_SANDBOX = os.environ.get("REQUIRE_INTAKE_SANDBOX") == "1"
+
+
+def intake_bwrap_missing(reason: str) -> NoReturn:
+    """Skip a test of the intake workers' bubblewrap mode; fail instead when CI requires it."""
+    if REQUIRE_INTAKE_SANDBOX:
+        pytest.fail(f"REQUIRE_INTAKE_SANDBOX=1 but {reason}")
     pytest.skip(reason)
 
 
