@@ -18,9 +18,11 @@ by ``python-coder doctor`` and ``/readyz``:
   seccomp filter lets it create no socket at all (``socket``/``socketpair`` refused): it cannot
   connect to ``docker.sock`` whatever its groups, nor to any network; it inherits no
   descriptor but its job pipes. The gateway and every worker are non-dumpable, so a worker
-  cannot read the gateway's ``/proc/<pid>/environ`` or memory. What it *can* still do: read
-  files the gateway's uid can read (other jobs' uploads under the execution dir) and signal
-  the gateway. Landlock would close the first; see docs/sandboxes.md.
+  cannot read the gateway's ``/proc/<pid>/environ`` or memory. Where the kernel has Landlock
+  (``sandboxing.landlock``) the worker also restricts itself to reading the Python install and
+  the parser code: no other job's upload, no file of the gateway, and (ABI 6+) no signal to
+  the gateway; its inputs are then copied into a memfd, which Landlock lets it reopen by
+  path. Without Landlock it can read what the gateway's uid can read; said in the detail.
 * ``unconfined`` (neither: not x86_64 and no bwrap): rlimits and a clean environment only.
   Logged as an error at start and reported as a problem by doctor.
 
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sandboxing import seccomp
+from sandboxing import landlock, seccomp
 from sandboxing.bwrap import (
     MB,
     SYSTEM_PATH,
@@ -66,7 +68,10 @@ TMP_BYTES = 16 * MB
 # Exit status of a worker that could not confine itself (files.confine).
 CONFINE_FAILED = 70
 
-_BOOT = "import sys; sys.path[:0] = {paths!r}; from files.confine import main; main(sys.argv[1:])"
+_BOOT = (
+    "import sys; sys.path[:0] = {paths!r}; "
+    "from files.confine import main; main(sys.argv[1:], landlock={landlock!r})"
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class WorkerSandbox:
     setpriv: str | None = None
     uid: int | None = None  # drop to this uid (a root gateway), None: the gateway's own
     sized_tmpfs: bool = False
+    landlock: int = 0  # the Landlock ABI the workers restrict themselves with (0: none)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -90,6 +96,10 @@ class WorkerSandbox:
             labels.append("uid")
         else:
             labels.append("same-uid")
+        if self.landlock:
+            labels.append("landlock")
+            if self.landlock >= 6:
+                labels.append("landlock-signals")
         return tuple(labels)
 
     @property
@@ -128,7 +138,7 @@ class WorkerSandbox:
             paths = [*shown, SANDBOX_ROOT]
         else:
             paths = [*map(str, extra_paths), str(_package_root())]
-        boot = _BOOT.format(paths=paths)
+        boot = _BOOT.format(paths=paths, landlock=self.landlock)
         python = [sys.executable, "-I", "-B", "-c", boot, module, *args]
         if self.mode != "bwrap":
             drop = setpriv_args(self.setpriv, self.uid) if self.setpriv and self.uid else []
@@ -213,8 +223,15 @@ def detect(prefer: str = "auto") -> WorkerSandbox:
         uid = None
     who = f"uid {uid}, no groups" if uid is not None else "the gateway's uid and groups"
     notes.append(f"workers run as {who}; seccomp refuses every socket (no docker.sock, no ")
-    notes[-1] += "network); gateway and workers non-dumpable; files of that uid stay readable"
-    return WorkerSandbox("confined", "; ".join(notes), None, setpriv, uid)
+    notes[-1] += "network); gateway and workers non-dumpable"
+    abi = landlock.abi_version()
+    if abi:
+        notes.append(f"Landlock ABI {abi}: read-only Python and parser code, no other file")
+        if abi >= 6:
+            notes[-1] += ", no signal to the gateway"
+    else:
+        notes.append("no Landlock: files of that uid stay readable")
+    return WorkerSandbox("confined", "; ".join(notes), None, setpriv, uid, landlock=abi)
 
 
 def _runs_as(setpriv: str, uid: int) -> bool:

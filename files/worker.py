@@ -39,7 +39,7 @@ from files.archives import MemberSink
 from files.sandbox import CONFINE_FAILED, WorkerSandbox, worker_sandbox
 
 MAX_JOBS_PER_WORKER = 200
-MAX_LINE_BYTES = 1 << 20  # a result line longer than this is a broken (or hostile) worker
+MAX_LINE_BYTES = 16 << 20  # a result line longer than this is a broken (or hostile) worker
 MAX_DATA_FRAME = 1 << 21
 
 
@@ -431,6 +431,19 @@ def _extract(job: dict[str, Any], path: Path, proto: IO[bytes]) -> dict[str, Any
     return {"skipped": report.skipped, "members_used": budget.members_used}
 
 
+def _memfd_copy(fd: int) -> int:
+    """A memfd holding the bytes of ``fd``: Landlock refuses to reopen the upload by its
+    ``/proc/self/fd`` path (it lives outside the worker's rules), not an internal memfd."""
+    copy = os.memfd_create("upload", os.MFD_CLOEXEC)
+    size, offset = os.fstat(fd).st_size, 0
+    while offset < size:
+        sent = os.sendfile(copy, fd, offset, size - offset)
+        if sent == 0:
+            break
+        offset += sent
+    return copy
+
+
 def _serve(memory_bytes: int) -> None:
     proto = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -441,6 +454,7 @@ def _serve(memory_bytes: int) -> None:
     import warnings
 
     warnings.simplefilter("ignore")  # library chatter is not metadata
+    from files import confine
     from files.metadata import extract_metadata
 
     while True:
@@ -451,7 +465,9 @@ def _serve(memory_bytes: int) -> None:
         job: dict[str, Any] = {}
         try:
             job = json.loads(raw)
-            path = Path(f"/proc/self/fd/{fds[0]}") if fds else None
+            if fds and confine.LANDLOCKED:
+                fds.append(_memfd_copy(fds[0]))
+            path = Path(f"/proc/self/fd/{fds[-1]}") if fds else None
             if job.get("warm"):
                 _warm_imports()
                 result: dict[str, Any] = {"warm": True}

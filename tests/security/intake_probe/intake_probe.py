@@ -71,6 +71,7 @@ def main() -> None:
     gw = spec["gateway_pid"]
     out["gateway_environ"] = _try(lambda: spec["secret"].encode() in _read(f"/proc/{gw}/environ"))
     out["gateway_mem"] = _try(lambda: os.close(os.open(f"/proc/{gw}/mem", os.O_RDONLY)))
+    out["signal_gateway"] = _try(lambda: os.kill(gw, 0))
     out["fds"] = {n: _try(lambda n=n: os.readlink(f"/proc/self/fd/{n}"))
                   for n in os.listdir("/proc/self/fd")}  # fmt: skip
     if spec.get("allocate_mb"):
