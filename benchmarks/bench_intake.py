@@ -49,7 +49,19 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--sandbox",
+        choices=("auto", "confined"),
+        default="auto",
+        help="confined: the compose container's mode (no bubblewrap), measured on this host",
+    )
     args = parser.parse_args()
+    if args.sandbox != "auto":
+        from files import worker as worker_module
+        from files.sandbox import detect
+
+        chosen = detect(args.sandbox)
+        worker_module.worker_sandbox = lambda: chosen  # every pool of this run uses it
     limits = IntakeLimits()
     work = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     try:
@@ -57,12 +69,10 @@ def main() -> None:
         t = time.perf_counter()
         warm_up(limits)
         warm_s = time.perf_counter() - t
-        try:
-            from files.sandbox import worker_sandbox
+        from files import worker as worker_module
 
-            where = worker_sandbox().describe()
-        except ImportError:
-            where = "unsandboxed worker (gateway environment, uid and groups)"
+        chooser = getattr(worker_module, "worker_sandbox", None)  # absent before the sandbox
+        where = chooser().describe() if chooser else "unsandboxed (the gateway's env and uid)"
         tiny = work / "tiny.txt"
         tiny.write_text("hello\n")
         for path in files:  # one pass to settle imports of every reader
