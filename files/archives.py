@@ -32,6 +32,7 @@ from files.names import safe_member_path
 
 CHUNK = 1024 * 1024
 RATIO_FLOOR_BYTES = 1024 * 1024  # tiny members may compress absurdly well; judge ratio above this
+FILTER_ROOT = "/nonexistent/extraction-root"
 
 # place(member_path) -> destination, or a string saying why the member is skipped
 Placer = Callable[[str], "Path | str"]
@@ -338,7 +339,9 @@ class Extractor:
         return len(head) == 512 and head[257:262] == b"ustar"
 
     def _tar(self) -> None:
-        dest_root = str(self.path.parent)
+        # data_filter resolves members under this root with realpath: a root that exists
+        # nowhere (not /proc/self/fd, where a member named "3" would follow descriptor 3).
+        dest_root = FILTER_ROOT
         with tarfile.open(self.path, "r:*") as tf:
             while (info := tf.next()) is not None:
                 member = self.member_path(info.name)
@@ -368,6 +371,7 @@ class Extractor:
     def _single(self) -> None:
         stem = self.name.rsplit("/", 1)[-1]
         stem = stem[: stem.rfind(".")] if "." in stem else stem
+        stem = self.member_path(stem) or "_"  # the form the gateway's writer expects
         self.count_member()
         if not self.wanted(stem):
             return

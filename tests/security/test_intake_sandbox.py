@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import gzip
+import io
 import json
 import os
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,12 +204,12 @@ def test_extraction_overrun_is_killed_and_reported(job_dir: Path) -> None:
     data = gzip.compress(b"\0" * (64 * 2**20), compresslevel=1)
     limits = IntakeLimits(extraction_timeout_s=0.001, max_compression_ratio=1e9)
     intake = FileIntake(job_dir, limits)
-    intake.add_stream("zeros.bin.gz", iter([data]))
+    intake.add_stream("zeros.txt.gz", iter([data]))  # a supported member: decompressed
     start = time.monotonic()
     with pytest.raises(ArchiveRejected, match=r"timed out after 0\.001 s \(worker killed\)"):
         intake.finish()
     assert time.monotonic() - start < 10
-    assert sorted(p.name for p in job_dir.iterdir()) == ["zeros.bin.gz"]
+    assert sorted(p.name for p in job_dir.iterdir()) == ["zeros.txt.gz"]
 
 
 def test_gateway_distrusts_what_an_extractor_streams(tmp_path: Path) -> None:
@@ -272,3 +274,18 @@ def _alive(pid: int) -> bool:
 def _stop_workers() -> Iterator[None]:
     yield
     shutdown_workers()
+
+
+def test_tar_members_named_like_descriptors_extract(job_dir: Path) -> None:
+    """The worker reads its archive as /proc/self/fd/N: tarfile's filter must not resolve a
+    member called "1" against the worker's own descriptors."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name in ("0", "1", "2", "3.csv"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tf.addfile(info, io.BytesIO(b"a,b\n"))
+    intake = FileIntake(job_dir)
+    intake.add_stream("fds.tar", iter([buf.getvalue()]))
+    result = intake.finish()
+    assert "fds/3.csv" in result.metadata
