@@ -47,6 +47,10 @@ class WorkerProtocolError(Exception):
     """The worker broke the protocol: it is killed, its answer is not used."""
 
 
+class _WorkerGone(Exception):
+    """The worker was dead before it got the job (killed while idle): try a fresh one."""
+
+
 class _Channel:
     """Buffered reads from the worker's result pipe, each bounded by a deadline."""
 
@@ -134,14 +138,13 @@ class _Worker:
         self.jobs = 0
         self.broken = False
 
-    def _send(self, job: dict[str, Any], fd: int | None) -> str | None:
+    def _send(self, job: dict[str, Any], fd: int | None) -> None:
         fds = [fd] if fd is not None else []
         try:
             socket.send_fds(self.sock, [json.dumps(job).encode()], fds)
-        except OSError:
+        except OSError as exc:
             self.broken = True
-            return "metadata worker is not running"
-        return None
+            raise _WorkerGone from exc
 
     def _gone(self) -> str:
         self.broken = True
@@ -178,12 +181,10 @@ class _Worker:
                 return {"error": f"cannot open the file: {exc.strerror}"}
             sent.setdefault("name", Path(path).name)
         try:
-            failed = self._send(sent, fd)
+            self._send(sent, fd)
         finally:
             if fd is not None:
                 os.close(fd)
-        if failed:
-            return {"error": failed}
         line = self.channel.line(time.monotonic() + timeout_s)
         if line is None:
             self.kill()
@@ -201,9 +202,7 @@ class _Worker:
         killed); whatever ``sink`` raises propagates (and the caller kills the worker).
         """
         self.jobs += 1
-        failed = self._send(job, fd)
-        if failed:
-            return {"error": failed}
+        self._send(job, fd)
         deadline = time.monotonic() + timeout_s
         while True:
             line = self.channel.line(deadline)
@@ -271,8 +270,12 @@ class WorkerPool:
             while True:
                 if self._closed:
                     raise RuntimeError("worker pool is shut down")
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.proc.poll() is None:
+                        return worker
+                    self._live -= 1  # died while idle (killed from outside): replace it
+                    worker.kill()
                 if self._live < self.max_workers:
                     self._live += 1
                     break
@@ -298,36 +301,40 @@ class WorkerPool:
             self._cond.notify()
         worker.close()
 
+    def _call(self, work: Callable[[_Worker], dict[str, Any]]) -> dict[str, Any]:
+        """``work`` on a worker; once more on a fresh one if that worker was already dead."""
+        for attempt in (1, 2):
+            worker = self._checkout()
+            try:
+                return work(worker)
+            except _WorkerGone:
+                worker.kill()
+                if attempt == 2:
+                    return {"error": "metadata worker is not running"}
+            except WorkerProtocolError as exc:
+                worker.kill()
+                return {"error": f"metadata worker broke its protocol ({exc}); killed"}
+            except BaseException:
+                worker.kill()
+                raise
+            finally:
+                self._checkin(worker)
+        raise AssertionError("unreachable")
+
     def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        worker = self._checkout()
-        try:
-            return worker.request(job, timeout_s)
-        except WorkerProtocolError as exc:
-            worker.kill()
-            return {"error": f"metadata worker broke its protocol ({exc}); killed"}
-        except BaseException:
-            worker.kill()
-            raise
-        finally:
-            self._checkin(worker)
+        return self._call(lambda worker: worker.request(job, timeout_s))
 
     def extract(
         self, path: Path, job: dict[str, Any], sink: MemberSink, timeout_s: float
     ) -> dict[str, Any]:
         """Extract the archive at ``path`` in a worker, streaming its members into ``sink``."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        worker = self._checkout()
         try:
-            return worker.extract({**job, "op": "extract"}, fd, sink, timeout_s)
-        except WorkerProtocolError as exc:
-            worker.kill()
-            return {"error": f"extraction worker broke its protocol ({exc}); killed"}
-        except BaseException:
-            worker.kill()
-            raise
+            return self._call(
+                lambda worker: worker.extract({**job, "op": "extract"}, fd, sink, timeout_s)
+            )
         finally:
             os.close(fd)
-            self._checkin(worker)
 
     def map(self, jobs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
         if len(jobs) <= 1:
