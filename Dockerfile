@@ -58,10 +58,11 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY security ./security
 COPY files ./files
+COPY sandboxing ./sandboxing
 COPY runner_image ./runner_image
 RUN pip install --no-index --no-deps --no-build-isolation --quiet . \
     && rm -rf build ./*.egg-info \
-    && python -m compileall -q service security files runner_image >/dev/null
+    && python -m compileall -q service security files sandboxing runner_image >/dev/null
 USER coder
 VOLUME ["/data"]
 EXPOSE 8000

@@ -1,4 +1,10 @@
-"""Safe extraction of .zip, .tar(.gz/.bz2), .gz, .bz2 and .7z archives.
+"""Safe extraction of .zip, .tar(.gz/.bz2), .gz, .bz2 and .7z archives, in two halves.
+
+``Extractor`` decompresses (zlib, bz2, lzma and py7zr's codecs are C) and runs only inside an
+intake worker (``files.worker``, sandboxed by ``files.sandbox``); it never writes a file but
+streams each member's bytes to a ``MemberSink``. ``MemberWriter`` is the gateway's end of that
+stream: it places each member (``place``), writes it, and holds the budget itself, so a worker
+that lies cannot write more, or elsewhere, than an honest one.
 
 Our own checks come first and do not trust headers: member names are validated (no absolute
 paths, no ``..``), links are never extracted (an escaping one rejects the archive, an internal
@@ -19,16 +25,27 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from files.errors import ArchiveRejected, CorruptFile, FileTooLarge, UnsafeFileName
 from files.names import safe_member_path
 
 CHUNK = 1024 * 1024
 RATIO_FLOOR_BYTES = 1024 * 1024  # tiny members may compress absurdly well; judge ratio above this
+FILTER_ROOT = "/nonexistent/extraction-root"
 
 # place(member_path) -> destination, or a string saying why the member is skipped
 Placer = Callable[[str], "Path | str"]
+# accept(member_path) -> None, or why the member is skipped before it is decompressed
+Acceptor = Callable[[str], "str | None"]
+
+
+class MemberSink(Protocol):
+    """Where an extractor sends members: ``begin``, any number of ``write``, ``end``."""
+
+    def begin(self, member: str) -> None: ...
+    def write(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
 
 
 @dataclass
@@ -60,6 +77,72 @@ class ArchiveReport:
                 d.rmdir()
 
 
+class MemberWriter:
+    """The gateway's end of an extraction: places, writes and counts what a worker streams.
+
+    It trusts nothing the worker says: each member name is validated again and placed by
+    ``place`` (the intake's naming: unique, inside the input folder, supported type), every
+    byte counts against ``budget`` here, and files are created with ``O_EXCL`` in folders this
+    writer made or that already belonged to the intake. ``report`` lists what was written, so
+    a rejected archive can be removed again.
+    """
+
+    def __init__(self, name: str, budget: ExtractionBudget, place: Placer, report: ArchiveReport):
+        self.name, self.budget, self.place, self.report = name, budget, place, report
+        self._fh: IO[bytes] | None = None
+        self._size = 0
+        self.members = 0
+
+    def begin(self, member: str) -> None:
+        self.end()
+        try:
+            safe = safe_member_path(member, self.name)
+        except UnsafeFileName as exc:
+            raise ArchiveRejected(exc.message, filename=self.name) from exc
+        if safe is None or safe != member:
+            raise ArchiveRejected(
+                f"{self.name}: the extractor sent an unexpected member name {member!r}",
+                filename=self.name,
+            )
+        self.members += 1
+        if self.budget.members_used + self.members > self.budget.max_members:
+            raise ArchiveRejected(
+                f"{self.name}: more than {self.budget.max_members} archive members in total",
+                filename=self.name,
+            )
+        where = self.place(member)
+        if isinstance(where, str):
+            self.report.skip(member, where)
+            return
+        parent = where.parent
+        missing = [p for p in [parent, *parent.parents] if not p.exists()]
+        parent.mkdir(parents=True, exist_ok=True)
+        self.report.created_dirs.extend(missing)
+        self._fh = where.open("xb")
+        self._size = 0
+        self.report.written.append((member, where, 0))
+
+    def write(self, data: bytes) -> None:
+        self.budget.bytes_used += len(data)
+        if self.budget.bytes_used > self.budget.max_bytes:
+            raise FileTooLarge(
+                f"{self.name}: extracting it exceeds the {self.budget.max_bytes // 2**20} MB "
+                "limit on extracted data",
+                filename=self.name,
+                limit_bytes=self.budget.max_bytes,
+            )
+        if self._fh is not None:
+            self._fh.write(data)
+            self._size += len(data)
+
+    def end(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            member, dest, _ = self.report.written[-1]
+            self.report.written[-1] = (member, dest, self._size)
+
+
 def _junk(member: str) -> bool:
     base = member.rsplit("/", 1)[-1]
     return member.startswith("__MACOSX/") or base == ".DS_Store" or base.startswith("._")
@@ -74,21 +157,16 @@ def _link_escapes(member: str, target: str, *, hard: bool) -> bool:
 
 
 class _Writer:
-    """Writes one member, counting bytes against the budget and the ratio limits."""
+    """Sends one member to the sink, counting bytes against the budget and the ratio limits."""
 
-    def __init__(self, extractor: Extractor, member: str, dest: Path, compressed: int | None):
-        self.x, self.member, self.dest, self.compressed = extractor, member, dest, compressed
+    def __init__(self, extractor: Extractor, member: str, compressed: int | None):
+        self.x, self.member, self.compressed = extractor, member, compressed
         self.size = 0
-        self._fh: IO[bytes] | None = None
+        self._open = False
 
     def open(self) -> None:
-        x = self.x
-        parent = self.dest.parent
-        missing = [p for p in [parent, *parent.parents] if not p.exists()]
-        parent.mkdir(parents=True, exist_ok=True)
-        x.report.created_dirs.extend(missing)
-        self._fh = self.dest.open("xb")
-        x.report.written.append((self.member, self.dest, 0))
+        self.x.sink.begin(self.member)
+        self._open = True
 
     def write(self, data: bytes) -> None:
         x, n = self.x, len(data)
@@ -110,15 +188,12 @@ class _Writer:
             ratio = x.archive_bytes / max(x.archive_size, 1)
             if ratio > x.budget.max_ratio:
                 x.reject_ratio(ratio, None)
-        assert self._fh is not None
-        self._fh.write(data)
+        x.sink.write(data)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-            written = self.x.report.written
-            written[-1] = (self.member, self.dest, self.size)
+        if self._open:
+            self._open = False
+            self.x.sink.end()
 
     def copy_from(self, src: IO[bytes]) -> None:
         self.open()
@@ -130,10 +205,19 @@ class _Writer:
 
 
 class Extractor:
-    """Extracts one archive through ``place`` within ``budget``."""
+    """Decompresses one archive into ``sink`` within ``budget`` (inside a worker only)."""
 
-    def __init__(self, path: Path, name: str, fmt: str, budget: ExtractionBudget, place: Placer):
-        self.path, self.name, self.fmt, self.budget, self.place = path, name, fmt, budget, place
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        fmt: str,
+        budget: ExtractionBudget,
+        accept: Acceptor,
+        sink: MemberSink,
+    ):
+        self.path, self.name, self.fmt, self.budget = path, name, fmt, budget
+        self.accept, self.sink = accept, sink
         self.archive_size = path.stat().st_size
         self.archive_bytes = 0
         self.report = ArchiveReport(name)
@@ -187,15 +271,15 @@ class Extractor:
             )
         self.report.skip(member, f"{kind} to {target!r} (links are never extracted)")
 
-    def destination(self, member: str) -> Path | None:
+    def wanted(self, member: str) -> bool:
         if _junk(member):
             self.report.skip(member, "macOS metadata")
-            return None
-        where = self.place(member)
-        if isinstance(where, str):
-            self.report.skip(member, where)
-            return None
-        return where
+            return False
+        why = self.accept(member)
+        if why is not None:
+            self.report.skip(member, why)
+            return False
+        return True
 
     # --- formats ---------------------------------------------------------------------------
     def run(self) -> ArchiveReport:
@@ -243,11 +327,10 @@ class Extractor:
                 if info.flag_bits & 0x1:
                     self.report.skip(member, "encrypted member")
                     continue
-                dest = self.destination(member)
-                if dest is None:
+                if not self.wanted(member):
                     continue
                 with zf.open(info) as src:
-                    _Writer(self, member, dest, info.compress_size).copy_from(src)
+                    _Writer(self, member, info.compress_size).copy_from(src)
 
     def _compressed_tar(self) -> bool:
         opener: Any = gzip.open if self.fmt == "gzip" else bz2.open
@@ -256,7 +339,9 @@ class Extractor:
         return len(head) == 512 and head[257:262] == b"ustar"
 
     def _tar(self) -> None:
-        dest_root = str(self.path.parent)
+        # data_filter resolves members under this root with realpath: a root that exists
+        # nowhere (not /proc/self/fd, where a member named "3" would follow descriptor 3).
+        dest_root = FILTER_ROOT
         with tarfile.open(self.path, "r:*") as tf:
             while (info := tf.next()) is not None:
                 member = self.member_path(info.name)
@@ -275,25 +360,24 @@ class Extractor:
                     raise ArchiveRejected(f"{self.name}: {exc}", filename=self.name) from exc
                 if info.size > self.budget.max_bytes:
                     self.preflight(info.size, 0)
-                dest = self.destination(member)
-                if dest is None:
+                if not self.wanted(member):
                     continue
                 src = tf.extractfile(info)
                 if src is None:
                     continue
                 with src:
-                    _Writer(self, member, dest, None).copy_from(src)
+                    _Writer(self, member, None).copy_from(src)
 
     def _single(self) -> None:
         stem = self.name.rsplit("/", 1)[-1]
         stem = stem[: stem.rfind(".")] if "." in stem else stem
+        stem = self.member_path(stem) or "_"  # the form the gateway's writer expects
         self.count_member()
-        dest = self.destination(stem)
-        if dest is None:
+        if not self.wanted(stem):
             return
         opener: Any = gzip.open if self.fmt == "gzip" else bz2.open
         with opener(self.path, "rb") as src:
-            _Writer(self, stem, dest, None).copy_from(src)
+            _Writer(self, stem, None).copy_from(src)
 
     def _7z(self) -> None:
         import py7zr
@@ -307,7 +391,7 @@ class Extractor:
                 infos = archive.list()
                 files = [i for i in infos if not i.is_directory]
                 self.preflight(sum(i.uncompressed or 0 for i in files), len(files))
-                targets: dict[str, Path] = {}
+                targets: dict[str, str] = {}
                 for info in files:
                     member = self.member_path(info.filename)
                     if member is None:
@@ -316,16 +400,15 @@ class Extractor:
                     if info.is_symlink:
                         self.report.skip(member, "symbolic link (links are never extracted)")
                         continue
-                    dest = self.destination(member)
-                    if dest is not None:
-                        targets[info.filename] = dest
+                    if self.wanted(member):
+                        targets[info.filename] = member
                 if not targets:
                     return
                 extractor = self
 
                 class _Sink(py7zr.io.Py7zIO):
                     def __init__(self, filename: str) -> None:
-                        self.w = _Writer(extractor, filename, targets[filename], None)
+                        self.w = _Writer(extractor, targets[filename], None)
                         self.w.open()
 
                     def write(self, s: bytes | bytearray) -> int:
@@ -368,7 +451,11 @@ class Extractor:
 
 
 def list_archive(
-    path: Path, fmt: str, max_entries: int = 200, max_bytes: int = 500 * 2**20
+    path: Path,
+    fmt: str,
+    max_entries: int = 200,
+    max_bytes: int = 500 * 2**20,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Contents of an archive without extracting it (for metadata)."""
     entries: list[dict[str, Any]] = []
@@ -417,8 +504,8 @@ def list_archive(
         with opener(path, "rb") as fh:
             while size <= max_bytes and (chunk := fh.read(CHUNK)):
                 size += len(chunk)
-        name = path.name[: path.name.rfind(".")] if "." in path.name else path.name
-        add(name, size, path.stat().st_size, "file")
+        base = (name or path.name).rsplit("/", 1)[-1]
+        add(base[: base.rfind(".")] if "." in base else base, size, path.stat().st_size, "file")
     return {
         "archive_format": fmt,
         "member_count": count,

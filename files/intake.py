@@ -4,20 +4,23 @@ One intake per job. Uploads are streamed to ``input_dir`` while bytes are counte
 the limit is stopped mid-stream and deleted); names are sanitised and de-duplicated
 (``a.csv``, ``a-1.csv``, ...); content is sniffed against the extension. ``finish()``
 extracts archives into folders named after them (``backup.zip`` -> ``backup/...``) and runs
-metadata extraction for every file in the limited worker pool (``files.worker``).
+metadata extraction for every file. Every parser of the bytes (decompression included) runs
+in the sandboxed worker pool (``files.worker``, ``files.sandbox``); this process only sniffs
+the first 64 KB (pure Python) and writes what an extraction worker streams back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from files.archives import ArchiveReport, ExtractionBudget, Extractor
+from files.archives import ArchiveReport, ExtractionBudget, MemberWriter
 from files.errors import (
     ArchiveRejected,
+    CorruptFile,
     EmptyFile,
     FileTooLarge,
     IntakeError,
@@ -54,6 +57,7 @@ class IntakeLimits:
     max_archive_depth: int = 2
     metadata_timeout_s: float = 10
     metadata_memory_bytes: int = 1024 * MB
+    extraction_timeout_s: float = 60  # per archive
 
 
 @dataclass(frozen=True)
@@ -296,9 +300,13 @@ class FileIntake:
                     return "path conflicts with another member"
             return target
 
-        extractor = Extractor(archive.path, archive.name, entry.sniff.format, budget, place)
-        report = extractor.run()
+        report = ArchiveReport(archive.name)
         self._reports.append(report)
+        try:
+            self._extract_in_worker(archive, entry.sniff.format, budget, place, report)
+        except BaseException:
+            report.cleanup()
+            raise
         warnings: list[str] = []
         extracted: list[str] = []
         try:
@@ -333,6 +341,48 @@ class FileIntake:
         for skipped in report.skipped:
             warnings.append(f"{archive.name}: skipped {skipped['name']!r}: {skipped['reason']}")
         return warnings
+
+    def _extract_in_worker(
+        self,
+        archive: StoredFile,
+        fmt: str,
+        budget: ExtractionBudget,
+        place: Callable[[str], Path | str],
+        report: ArchiveReport,
+    ) -> None:
+        """Decompress in a sandboxed worker; place, write and count the members here."""
+        writer = MemberWriter(archive.name, budget, place, report)
+        job = {
+            "name": archive.name,
+            "fmt": fmt,
+            "budget": {
+                "max_bytes": budget.max_bytes,
+                "max_members": budget.max_members,
+                "max_ratio": budget.max_ratio,
+                "bytes_used": budget.bytes_used,
+                "members_used": budget.members_used,
+            },
+        }
+        pool = shared_pool(self.limits.metadata_memory_bytes)
+        result = pool.extract(archive.path, job, writer, self.limits.extraction_timeout_s)
+        writer.end()
+        if "error" in result:
+            message = str(result["error"])
+            kind = result.get("error_class")
+            if kind == "FileTooLarge":
+                raise FileTooLarge(message, filename=archive.name, limit_bytes=budget.max_bytes)
+            if kind == "ArchiveRejected" or result.get("timed_out"):
+                raise ArchiveRejected(
+                    message if kind else f"{archive.name}: {message}", filename=archive.name
+                )
+            raise CorruptFile(
+                message if kind else f"{archive.name}: {message}", filename=archive.name
+            )
+        for skipped in result.get("skipped", []):
+            report.skip(str(skipped.get("name", "?")), str(skipped.get("reason", "?")))
+        reported = result.get("members_used")
+        counted = budget.members_used + writer.members
+        budget.members_used = max(counted, reported if isinstance(reported, int) else 0)
 
     def _unique_folder(self, rel: str) -> str:
         candidate, n = rel, 0

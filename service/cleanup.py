@@ -256,10 +256,16 @@ def kill_descendants(
 
 
 def _is_runner_process(settings: Settings) -> Callable[[str], bool]:
-    """The subprocess engine's scripts: the local runner's python or the sandbox around it."""
+    """The subprocess engine's scripts: the local runner's python or the sandbox around it.
+
+    Not the intake workers (also under bwrap; ``files.confine`` is in their command line):
+    they hold no job, and they exit with the gateway.
+    """
     runner = str(settings.local_runner_dir.resolve())
 
     def match(cmdline: str) -> bool:
+        if "files.confine" in cmdline:
+            return False
         return runner in cmdline or "bwrap" in cmdline or "runner_image" in cmdline
 
     return match

@@ -1,8 +1,8 @@
 """``python-coder doctor``: is this host ready to serve, and if not, what to fix.
 
 Checks the Docker engine, the runner image (present, built from the current sources), the
-local runner venv, the LLM endpoint (``GET {base}/models``), access (API keys against the bind
-address), the limits, and disk space.
+local runner venv, the intake workers' sandbox, the LLM endpoint (``GET {base}/models``),
+access (API keys against the bind address), the limits, and disk space.
 Prints one row per check (OK / WARN / FAIL) with the fix; exits 1 when anything FAILs.
 """
 
@@ -90,6 +90,30 @@ def check_pool(settings: Settings) -> Check:
         OK,
         f"{settings.pool_min}..{settings.pool_max} sandboxes with numpy, pandas and matplotlib "
         f"imported; inputs up to {settings.pool_input_room_mb} MB",
+    )
+
+
+def check_intake_sandbox(settings: Settings) -> Check:
+    """Where uploads are parsed: bubblewrap, the confined fallback, or (FAIL) neither."""
+    from files.sandbox import worker_sandbox
+
+    sandbox = worker_sandbox()
+    name = "intake sandbox"
+    if sandbox.mode == "bwrap":
+        return Check(name, OK, sandbox.describe())
+    if sandbox.mode == "confined":
+        return Check(
+            name,
+            WARN,
+            sandbox.describe(),
+            "install bubblewrap where user namespaces are allowed for full isolation "
+            "(docs/sandboxes.md: intake workers)",
+        )
+    return Check(
+        name,
+        FAIL,
+        sandbox.describe(),
+        "install bubblewrap (apt-get install bubblewrap) and allow user namespaces",
     )
 
 
@@ -249,6 +273,7 @@ def run_checks(settings: Settings) -> list[Check]:
     steps: list[Callable[[Settings], Check | list[Check]]] = [
         check_engines,
         check_pool,
+        check_intake_sandbox,
         check_llm,
         check_access,
         check_limits,

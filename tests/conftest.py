@@ -5,7 +5,9 @@ skipped with the reason, unless ``REQUIRE_DOCKER=1`` (CI), where they fail inste
 Subprocess-engine tests that find no bubblewrap sandbox or no runner venv skip the same way,
 unless ``REQUIRE_SUBPROCESS_ENGINE=1`` (CI): see ``subprocess_engine_missing``. So do the
 tests that need a Docker daemon of their own to stop and restart (root, a dockerd binary),
-unless ``REQUIRE_PRIVATE_DOCKERD=1`` (CI): see ``private_dockerd_missing``.
+unless ``REQUIRE_PRIVATE_DOCKERD=1`` (CI): see ``private_dockerd_missing``. The intake
+workers' bubblewrap sandbox is required the same way by ``REQUIRE_INTAKE_SANDBOX=1`` (CI): see
+``intake_bwrap_missing``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def private_dockerd_missing(reason: str) -> NoReturn:
     requires it."""
     if REQUIRE_PRIVATE_DOCKERD:
         pytest.fail(f"REQUIRE_PRIVATE_DOCKERD=1 but {reason}")
+    pytest.skip(reason)
+
+
+REQUIRE_INTAKE_SANDBOX = os.environ.get("REQUIRE_INTAKE_SANDBOX") == "1"
+
+
+def intake_bwrap_missing(reason: str) -> NoReturn:
+    """Skip a test of the intake workers' bubblewrap mode; fail instead when CI requires it."""
+    if REQUIRE_INTAKE_SANDBOX:
+        pytest.fail(f"REQUIRE_INTAKE_SANDBOX=1 but {reason}")
     pytest.skip(reason)
 
 

@@ -1,7 +1,8 @@
 """Type-specific metadata, dispatched on the sniffed kind/format.
 
-These functions run *inside* the limited worker process (``files.worker``); calling them in
-the gateway process directly gives up the time and memory limits.
+These functions run *inside* the sandboxed worker process (``files.worker``); calling them in
+the gateway process directly gives up the sandbox and the time and memory limits. ``path`` is
+then ``/proc/self/fd/N`` (the job's descriptor): use ``name`` for anything shown.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 
 def extract_metadata(path: Path, *, kind: str, fmt: str, extension: str,
-                     max_extracted_bytes: int = 500 * 2**20) -> dict[str, Any]:  # fmt: skip
+                     max_extracted_bytes: int = 500 * 2**20,
+                     name: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Fields for one file; raises on unreadable content (the worker turns that into "error")."""
     if kind in ("csv", "tsv"):
         from files.metadata.tabular import csv_metadata
@@ -71,7 +73,7 @@ def extract_metadata(path: Path, *, kind: str, fmt: str, extension: str,
     if kind == "archive":
         from files.archives import list_archive
 
-        return list_archive(path, fmt, max_bytes=max_extracted_bytes)
+        return list_archive(path, fmt, max_bytes=max_extracted_bytes, name=name)
     if kind in ("text", "rtf"):
         from files.metadata.text import text_metadata
 

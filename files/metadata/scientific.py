@@ -108,7 +108,9 @@ def hdf5_metadata(path: Path) -> dict[str, Any]:
             node["attributes"] = _attrs(obj.attrs)
         nodes.append(node)
 
-    with h5py.File(path, "r") as fh:
+    # A file object, not the path: the path is /proc/self/fd/N, which HDF5 resolves to a real
+    # path the worker's sandbox does not show.
+    with path.open("rb") as raw, h5py.File(raw, "r") as fh:
         root_attrs = _attrs(fh.attrs)
         fh.visititems(visit)
     return {
@@ -123,7 +125,9 @@ def hdf5_metadata(path: Path) -> dict[str, Any]:
 def netcdf_metadata(path: Path) -> dict[str, Any]:
     import netCDF4
 
-    with netCDF4.Dataset(str(path), "r") as ds:
+    # netCDF-4 opens through HDF5, which cannot open /proc/self/fd/N (see hdf5_metadata):
+    # read from memory instead (the file is within the upload size limit).
+    with netCDF4.Dataset("upload.nc", "r", memory=path.read_bytes()) as ds:
         dims = {
             name: {"size": len(d), "unlimited": d.isunlimited()}
             for name, d in ds.dimensions.items()

@@ -155,7 +155,12 @@ def _rows_frame(header: list[Any], rows: list[list[Any]]) -> Any:
 def xlsx_metadata(path: Path, fmt: str) -> dict[str, Any]:
     import openpyxl
 
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    # A file object: openpyxl judges a path by its extension, and ours is /proc/self/fd/N.
+    with path.open("rb") as fh:
+        return _workbook_metadata(openpyxl.load_workbook(fh, read_only=True, data_only=True), fmt)
+
+
+def _workbook_metadata(wb: Any, fmt: str) -> dict[str, Any]:
     try:
         sheets: list[dict[str, Any]] = []
         for ws in wb.worksheets[:MAX_SHEETS]:

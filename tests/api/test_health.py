@@ -19,6 +19,9 @@ def test_readyz_when_ready(client: TestClient, engine: str) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["engine"] == engine
+    intake = response.json()["intake_sandbox"]  # where uploads are parsed, never silent
+    assert intake["ok"] and intake["mode"] in ("bwrap", "confined")
+    assert "seccomp-no-sockets" in intake["labels"]
 
 
 def test_environment_lists_python_and_packages(client: TestClient, engine: str) -> None:

@@ -163,7 +163,11 @@ def test_compose_stack_runs_a_job_end_to_end(stack: Stack, tmp_path: Path) -> No
     request_id = f"compose-{uuid.uuid4().hex[:8]}"
     csv = b"region,amount\nnorth,10\nsouth,5\nnorth,3\n"
     with httpx.Client(base_url=stack.url, timeout=180) as http:
-        assert http.get("/readyz").status_code == 200
+        ready = http.get("/readyz")
+        assert ready.status_code == 200
+        # No bubblewrap in the container: the intake workers' fallback, shown, not silent.
+        intake = ready.json()["intake_sandbox"]
+        assert intake["mode"] == "confined" and "seccomp-no-sockets" in intake["labels"]
         assert http.post("/v1/execute", data={"code": SCRIPT}).status_code == 401
         http.headers["Authorization"] = f"Bearer {stack.key}"
         response = http.post(

@@ -77,6 +77,23 @@ def test_llm_endpoint_checks(tmp_path: Path, llm_url: str) -> None:
     assert unset.status == doctor.WARN
 
 
+def test_intake_sandbox_is_shown_and_a_weak_one_is_not_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from files import sandbox
+
+    found = doctor.check_intake_sandbox(settings_for(tmp_path))
+    assert found.status in (doctor.OK, doctor.WARN) and "seccomp-no-sockets" in found.detail
+    confined = sandbox.detect("confined")
+    monkeypatch.setattr(sandbox, "worker_sandbox", lambda: confined)
+    warned = doctor.check_intake_sandbox(settings_for(tmp_path))
+    assert warned.status == doctor.WARN and "bubblewrap" in warned.fix
+    none = sandbox.WorkerSandbox("unconfined", "no seccomp filter on riscv64")
+    monkeypatch.setattr(sandbox, "worker_sandbox", lambda: none)
+    failed = doctor.check_intake_sandbox(settings_for(tmp_path))
+    assert failed.status == doctor.FAIL and "riscv64" in failed.detail
+
+
 def test_limits_and_disk(tmp_path: Path) -> None:
     fine = doctor.check_limits(settings_for(tmp_path))
     assert [c.status for c in fine] == [doctor.OK]

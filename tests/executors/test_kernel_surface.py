@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from sandboxing import seccomp
 from service.executors.base import Executor
 from service.executors.docker import seccomp_profile
-from service.executors.local import seccomp
 from service.executors.local.executor import SubprocessExecutor
 from service.executors.registry import make_executor
 from service.settings import Settings, get_settings

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from service.executors import syscalls
+from sandboxing import seccomp, syscalls
 from service.executors.base import RunLimits, RunRequest, RunResult
 from service.executors.local import probe as sandbox
-from service.executors.local import seccomp
 from service.executors.local.executor import SubprocessExecutor
 from service.executors.registry import make_executor
 from service.settings import Settings
@@ -282,9 +281,9 @@ def test_probe_reports_a_bwrap_that_refuses_the_filter(
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     as_root = IS_ROOT
-    assert sandbox._probe_bwrap(str(fake), as_root=as_root) is None
-    assert sandbox._probe_bwrap(str(fake), as_root=as_root, filtered=True) == "seccomp refused"
-    assert sandbox._probe_bwrap(real, as_root=as_root, filtered=True) is None
+    assert sandbox.bwrap_probe(str(fake), as_root=as_root) is None
+    assert sandbox.bwrap_probe(str(fake), as_root=as_root, filtered=True) == "seccomp refused"
+    assert sandbox.bwrap_probe(real, as_root=as_root, filtered=True) is None
 
     # Where bwrap takes --seccomp but the filter does not apply (another architecture), the
     # sandbox runs without it and does not claim it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import time
 import zlib
@@ -191,4 +192,21 @@ def test_warm_up_starts_workers_with_libraries_loaded(tmp_path: Path) -> None:
     meta = pool.run({"path": str(csv), "kind": "csv", "fmt": "text", "extension": ".csv"}, 10)
     assert meta["row_count"] == 1
     assert time.monotonic() - start < 0.5  # pandas was imported by warm()
+    pool.close()
+
+
+def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path) -> None:
+    """The gateway's shutdown path kills sandboxed descendants; a pool must not hand out the
+    corpse of one to the next job."""
+    txt = tmp_path / "a.txt"
+    txt.write_text("x\n")
+    pool = WorkerPool(512 * 2**20, max_workers=1)
+    job = {"path": str(txt), "kind": "text", "fmt": "text", "extension": ".txt"}
+    assert pool.run(job, 10)["line_count"] == 1
+    (pid,) = pool.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.01)
+    assert pool.run(job, 10)["line_count"] == 1
+    assert pool.worker_pids() != [pid]
     pool.close()

@@ -67,7 +67,8 @@ def post_and_hang_up_later(gateway: GatewayProcess) -> socket.socket:
 
 
 def sandboxes_of(gateway: GatewayProcess, engine: str) -> list[str]:
-    """What this gateway has running: its containers, or its bubblewrap/runner processes."""
+    """What this gateway has running: its containers, or its bubblewrap/runner processes
+    (not its intake workers, which are bubblewrap processes too and stay)."""
     assert gateway.proc is not None
     if engine == "docker":
         client = docker.from_env(timeout=30)
@@ -81,7 +82,7 @@ def sandboxes_of(gateway: GatewayProcess, engine: str) -> list[str]:
     return [
         cmd
         for pid, cmd in descendants(gateway.proc.pid)
-        if "bwrap" in cmd or runner in cmd or "harness" in cmd
+        if ("bwrap" in cmd or runner in cmd or "harness" in cmd) and "files.confine" not in cmd
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from files.sandbox import worker_sandbox
 from service.api.deps import RegistryDep, SettingsDep, get_principal
 from service.environment import describe_environment
 
@@ -42,6 +44,9 @@ async def readyz(registry: RegistryDep) -> JSONResponse:
         "detail": _public(readiness.detail),
         "checks": {k: v for k, v in readiness.checks.items() if k in PUBLIC_CHECKS},
     }
+    # Where uploads are parsed (mode and labels only; the detail names paths).
+    intake = await asyncio.to_thread(worker_sandbox)
+    body["intake_sandbox"] = {"mode": intake.mode, "labels": list(intake.labels), "ok": intake.ok}
     if registry.queue is not None:  # how busy: runs going, jobs waiting, refusals so far
         body["queue"] = registry.queue.snapshot()
     return JSONResponse(body, status_code=200 if readiness.ready else 503)

@@ -35,7 +35,7 @@ import json
 from functools import cache
 from typing import Any
 
-from service.executors.syscalls import (
+from sandboxing.syscalls import (
     ALLOWED,
     CLONE_NAMESPACES,
     ENOSYS,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from sandboxing.bwrap import SYSTEM_PATH, parent_dirs, setpriv_args, system_binds, tmpfs_args
 from service.errors import ExecutorError
 from service.executors.base import RunLimits
 from service.executors.local.jobdir import SANDBOX_HOME, JobLayout
-from service.executors.local.probe import MB, SYSTEM_PATH, Isolation, RunnerInfo, tmpfs_args, under
+from service.executors.local.probe import MB, Isolation, RunnerInfo, under
 
 HARNESS_DIR = Path(__file__).resolve().parents[3] / "runner_image"
 HARNESS_FILES = ("harness.py", "protocol.py")
@@ -120,16 +120,8 @@ def _bwrap_args(
         "--die-with-parent",
         "--new-session",
         "--as-pid-1",  # the harness is PID 1: kill(-1) from it empties the namespace
-        "--ro-bind",
-        "/usr",
-        "/usr",
+        *system_binds(),
     ]
-    for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        target = Path("/") / link
-        if target.is_symlink():
-            args += ["--symlink", os.readlink(target), f"/{link}"]
-        elif target.is_dir():
-            args += ["--ro-bind", str(target), f"/{link}"]
     if not iso.as_root:
         args += ["--unshare-user", "--cap-drop", "ALL"]
     args += ["--perms", "0755", "--dir", "/etc"]
@@ -139,7 +131,7 @@ def _bwrap_args(
     args += ["--ro-bind", str(layout.etc / "group"), "/etc/group"]
     # The job's own dirs first: a runner prefix may live under /tmp and must stay visible.
     made: set[str] = {"/", "/usr", "/etc", "/tmp"}
-    args += _parents(Path(SANDBOX_HOME), made)
+    args += parent_dirs(Path(SANDBOX_HOME), made)
     mpl = f"{SANDBOX_HOME}/.config/matplotlib"
     if iso.sized_tmpfs:
         # Size-capped tmpfs: nothing the script writes reaches the host's disk, and all of it
@@ -158,9 +150,9 @@ def _bwrap_args(
     for prefix in runner.prefixes:
         if under(prefix, Path("/usr")):
             continue
-        args += _parents(prefix, made)
+        args += parent_dirs(prefix, made)
         args += ["--ro-bind", str(prefix), str(prefix)]
-    args += _parents(Path(SANDBOX_HARNESS) / "x", made)
+    args += parent_dirs(Path(SANDBOX_HARNESS) / "x", made)
     for name in HARNESS_FILES:
         args += ["--ro-bind", str(HARNESS_DIR / name), f"{SANDBOX_HARNESS}/{name}"]
     args += ["--proc", "/proc", "--dev", "/dev"]
@@ -170,29 +162,3 @@ def _bwrap_args(
         args += ["--bind", str(layout.shm), "/dev/shm"]
     args += ["--chdir", SANDBOX_WORK]
     return args
-
-
-def _parents(path: Path, made: set[str]) -> list[str]:
-    """``--dir`` for each missing ancestor with mode 0755 (bwrap would make them 0700)."""
-    args: list[str] = []
-    for parent in reversed(path.parents):
-        key = str(parent)
-        if key in made:
-            continue
-        made.add(key)
-        args += ["--perms", "0755", "--dir", key]
-    return args
-
-
-def setpriv_args(setpriv: str, uid: int) -> list[str]:
-    """``setpriv`` dropping to ``uid`` with no groups, capabilities or new privileges."""
-    return [
-        setpriv,
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
-        "--no-new-privs",
-        "--bounding-set=-all",
-        "--inh-caps=-all",
-        "--",
-    ]

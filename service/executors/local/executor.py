@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from runner_image import protocol
+from sandboxing.seccomp import ProgramFd
 from service.errors import DiskFull, EngineUnavailable, ExecutorError
 from service.executors.base import Executor, Readiness, RunLimits, RunRequest, RunResult, Sandbox
 from service.executors.local import cgroups
@@ -48,7 +49,6 @@ from service.executors.local.probe import (
     detect_isolation,
     nproc_limit,
 )
-from service.executors.local.seccomp import ProgramFd
 from service.executors.local.uids import SYSTEM_PATH, UidLease, kill_marked, kill_uid
 from service.executors.request import encode_request
 from service.executors.results import ReceivedResult, receive_result, result_from_header

@@ -44,12 +44,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.executors.local import seccomp
-from service.executors.local.uids import SYSTEM_PATH, UID_BASE, tasks_of
+from sandboxing import seccomp
+from sandboxing.bwrap import SYSTEM_PATH
+from sandboxing.bwrap import probe as bwrap_probe
+from service.executors.local.uids import UID_BASE, tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,10 @@ def detect_isolation(sandbox: str) -> Isolation:
     notes = []
     sized = filtered = False
     if bwrap:
-        problem = _probe_bwrap(bwrap, as_root=as_root)
-        sized = problem is None and _probe_bwrap(bwrap, as_root=as_root, sized=True) is None
+        problem = bwrap_probe(bwrap, as_root=as_root)
+        sized = problem is None and bwrap_probe(bwrap, as_root=as_root, sized=True) is None
         if problem is None and seccomp.supported():
-            refused = _probe_bwrap(bwrap, as_root=as_root, filtered=True)
+            refused = bwrap_probe(bwrap, as_root=as_root, filtered=True)
             filtered = refused is None
             if refused:
                 log.warning("bwrap does not load the seccomp filter, running without: %s", refused)
@@ -156,55 +157,10 @@ def detect_isolation(sandbox: str) -> Isolation:
     )
 
 
-def _probe_bwrap(
-    bwrap: str, *, as_root: bool, sized: bool = False, filtered: bool = False
-) -> str | None:
-    """Start ``true`` in the namespaces we use (and a sized tmpfs, or under our seccomp
-    filter); None when that works."""
-    args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-    if not as_root:
-        args += ["--unshare-user", "--cap-drop", "ALL"]
-    args += ["--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
-    for link in ("bin", "lib", "lib64"):
-        target = Path("/") / link
-        if target.is_symlink():
-            args += ["--symlink", os.readlink(target), f"/{link}"]
-        elif target.is_dir():
-            args += ["--ro-bind", str(target), f"/{link}"]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    if sized:
-        args += tmpfs_args("/tmp", MB)
-    program: seccomp.ProgramFd | None = None
-    try:
-        if filtered:
-            program = seccomp.ProgramFd()
-            args += ["--seccomp", str(program.fd)]
-        args += ["--", "true"]
-        out = subprocess.run(
-            args,
-            capture_output=True,
-            timeout=10,
-            env={"PATH": SYSTEM_PATH},
-            pass_fds=(program.fd,) if program else (),
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return str(exc)
-    finally:
-        if program is not None:
-            program.close()
-    if out.returncode != 0:
-        return out.stderr.decode("utf-8", "replace").strip() or f"exit {out.returncode}"
-    return None
-
-
 def nproc_limit(iso: Isolation, pids: int) -> int:
     """``RLIMIT_NPROC`` for a job: it counts every task of the real uid, and a job uid has
     none but the job's; an unprivileged gateway's own uid already has some."""
     return pids if iso.as_root else tasks_of(os.getuid()) + pids
-
-
-def tmpfs_args(path: str, size: int) -> list[str]:
-    return ["--size", str(size), "--perms", "1777", "--tmpfs", path]
 
 
 def under(path: Path, root: Path) -> bool:

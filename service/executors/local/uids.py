@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sandboxing.bwrap import SYSTEM_PATH
 from service.errors import EngineUnavailable, ExecutorError
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Per-job unprivileged uids (gateway as root). Far above normal and docker-remapped ranges.
 UID_BASE = 3_100_000
 UID_COUNT = 1000

@@ -1,4 +1,4 @@
-"""The seccomp filter bubblewrap installs on the sandboxed harness (x86_64 only).
+"""The seccomp filter of every local sandbox: the harness (via bubblewrap) and the intake workers.
 
 Namespaces and a per-job uid do not stop a script from asking the kernel for *new*
 namespaces: ``unshare(CLONE_NEWUSER)`` (e.g. via ctypes) makes it root with every capability
@@ -26,11 +26,15 @@ The program, in order:
    code a data script never needs, and where most socket CVEs live) fails with
    ``EAFNOSUPPORT``, as on a kernel built without it.
 7. The syscalls in ``DENIED`` fail with ``EPERM`` (explicitly, with the reason beside each).
-8. The syscalls of the allow-list (``service.executors.syscalls.ALLOWED``, Docker's default
+8. The syscalls of the allow-list (``sandboxing.syscalls.ALLOWED``, Docker's default
    for a container without capabilities, shared with the runner's Docker profile) are
    allowed; everything else fails with ``ENOSYS``, as on a kernel that lacks it, so a C
    library trying a syscall newer than this list (``fchmodat2``, ``mseal``, ...) takes its
    fallback path.
+
+The intake workers (``files.confine``) load a stricter variant with no socket family at all
+(``build_program(socket_families=())``) themselves, with ``install``: ``prctl`` sets
+``no_new_privs`` and the filter, the way bwrap does it for the harness.
 
 Nothing here touches what Python, numpy/BLAS, pandas, matplotlib or multiprocessing (fork,
 semaphores in /dev/shm, pipes) need. Denied calls fail with an errno rather than kill, so a
@@ -50,7 +54,7 @@ import platform
 import select
 import struct
 
-from service.executors.syscalls import (
+from sandboxing.syscalls import (
     ALLOWED,
     CLONE_NAMESPACES,
     ENOSYS,
@@ -86,6 +90,7 @@ EAFNOSUPPORT = 97
 # x86_64 syscall numbers, from the kernel's arch/x86/entry/syscalls/syscall_64.tbl (stable
 # ABI: numbers are never reused).
 NR_SOCKET = 41
+NR_SOCKETPAIR = 53
 NR_CLONE = 56
 NR_PERSONALITY = 135
 NR_CLONE3 = 435
@@ -162,8 +167,12 @@ def _ret(action: int) -> bytes:
     return _ins(BPF_RET_K, 0, 0, action)
 
 
-def build_program() -> bytes:
-    """The compiled filter: ``sock_filter`` entries, 8 bytes each, as bwrap's --seccomp reads."""
+def build_program(socket_families: tuple[int, ...] = SOCKET_FAMILIES) -> bytes:
+    """The compiled filter: ``sock_filter`` entries, 8 bytes each, as bwrap's --seccomp reads.
+
+    ``socket_families`` are the families ``socket`` may create (``()``: none, and
+    ``socketpair`` is refused too).
+    """
     denied = sorted({nr for nr, _ in DENIED.values()})
     prog: list[bytes] = [
         _ins(BPF_LD_W_ABS, 0, 0, OFF_ARCH),
@@ -193,7 +202,9 @@ def build_program() -> bytes:
         personality.append(_ins(BPF_JEQ_K, len(personas) - i, 0, value))  # -> ALLOW
     personality += [_ret(SECCOMP_RET_ERRNO | EPERM), _ret(SECCOMP_RET_ALLOW)]
     # socket: a family outside SOCKET_FAMILIES -> EAFNOSUPPORT.
-    families = SOCKET_FAMILIES
+    families = socket_families
+    if not families:
+        denied = sorted({*denied, NR_SOCKETPAIR})
     sockets = [
         _ins(BPF_JEQ_K, 0, len(families) + 3, NR_SOCKET),
         _ins(BPF_LD_W_ABS, 0, 0, OFF_ARG0_LO),
@@ -269,3 +280,37 @@ class ProgramFd:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# prctl(2) options (include/uapi/linux/prctl.h) and seccomp modes (linux/seccomp.h).
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+def install(program: bytes) -> None:
+    """Load ``program`` on the calling thread (and what it starts) with ``no_new_privs``.
+
+    For a process that confines itself (a single-threaded one: the filter covers only the
+    calling thread and its future children). ``OSError`` if the kernel refuses.
+    """
+    import ctypes
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [
+        ctypes.c_int,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+    ]
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, None, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"PR_SET_NO_NEW_PRIVS: {os.strerror(err)}")
+    fprog = SockFprog(len(program) // 8, program)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"PR_SET_SECCOMP: {os.strerror(err)}")

@@ -371,7 +371,7 @@ X86_64: dict[str, int] = {
 }
 
 
-# Shared by the bwrap filter (local/seccomp.py) and the runner profile (docker/).
+# Shared by the bwrap filter (sandboxing/seccomp.py) and the runner profile (docker/).
 ENOSYS = 38
 
 # Namespace flags of clone(2) (include/uapi/linux/sched.h); all in the low 32 bits.
