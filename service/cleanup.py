@@ -113,6 +113,8 @@ def sweep_expired(settings: Settings, now: float | None = None) -> CleanupReport
     report.artifact_dirs = remove_older_than(artifacts, retention, now=now)
     # Query results saved as Parquet (service/tools) are kept as long as artifacts.
     report.artifact_dirs += remove_older_than(settings.query_results_dir, retention, now=now)
+    # Who ran each job (service/pipeline/jobs.py owners_root) goes with its artifacts.
+    remove_older_than(settings.execution_dir / "owners", retention, now=now)
     # A scratch dir lives as long as its job: one older than the longest possible job (and
     # the retention) belongs to a job that is gone.
     scratch_age = max(retention, float(settings.max_timeout) * 2 + 60)

@@ -106,7 +106,7 @@ async def execute_code(ctx: ToolContext, args: ExecuteCodeArgs) -> ToolResult:
         return await run_cell(ctx, args.session_id, args.code, args.files, args.timeout_s)
     executor = ctx.executors.get(None)
     staged = await stage_uploads(args.stage, ctx.data_tools, ctx.principal, ctx.settings)
-    async with open_job(ctx.settings) as job:
+    async with open_job(ctx.settings, ctx.principal.identity) as job:
         await intake_uploads(job, [*_uploads(args.files), *staged], ctx.settings)
         response = await ctx.live(
             lambda live: run_execution(
@@ -128,7 +128,7 @@ async def generate_and_run(ctx: ToolContext, args: GenerateAndRunArgs) -> ToolRe
     llm = build_llm(ctx.settings)
     try:
         executor = ctx.executors.get(None)
-        async with open_job(ctx.settings) as job:
+        async with open_job(ctx.settings, ctx.principal.identity) as job:
             await intake_uploads(job, _uploads(args.files), ctx.settings)
             response = await run_generation(
                 args.query.strip(),

@@ -98,7 +98,7 @@ async def run_cell(
     """``execute_code`` with a ``session_id``."""
     manager = _sessions(ctx)
     session = manager.get(session_id, ctx.principal)
-    async with open_job(ctx.settings) as job:
+    async with open_job(ctx.settings, ctx.principal.identity) as job:
         uploads = [Upload(f.name, _one_chunk(f.to_bytes())) for f in files]
         await intake_uploads(job, uploads, ctx.settings)
         inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)

@@ -70,9 +70,23 @@ def artifacts_root(settings: Settings) -> Path:
     return settings.execution_dir / "artifacts"
 
 
+def owners_root(settings: Settings) -> Path:
+    """Who ran each job (``owners/<job id>`` holds a principal's identity), so that with API
+    keys one caller's artifacts are not another's to download. Swept with the artifacts."""
+    return settings.execution_dir / "owners"
+
+
+def artifact_owner(settings: Settings, job_id: str) -> str | None:
+    try:
+        return (owners_root(settings) / job_id).read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 @asynccontextmanager
-async def open_job(settings: Settings) -> AsyncIterator[Job]:
-    """Create a job's directories; remove the scratch space (and an empty output dir) after."""
+async def open_job(settings: Settings, owner: str | None = None) -> AsyncIterator[Job]:
+    """Create a job's directories; remove the scratch space (and an empty output dir) after.
+    ``owner``: the identity of the principal it runs for (see ``owners_root``)."""
     settings.execution_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(settings.execution_dir).free
     if free < settings.min_free_disk_mb * 1024 * 1024:
@@ -85,12 +99,17 @@ async def open_job(settings: Settings) -> AsyncIterator[Job]:
     output_dir = artifacts_root(settings) / job_id
     (root / "inputs").mkdir(parents=True, mode=0o700)
     output_dir.mkdir(parents=True, mode=0o700)
+    owner_file = owners_root(settings) / job_id
+    if owner is not None:
+        owner_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner_file.write_text(owner, encoding="utf-8")
     job = Job(id=job_id, root=root, input_dir=root / "inputs", output_dir=output_dir)
     try:
         yield job
     except Exception as exc:
         # A job that ends in an error serves no files: what it wrote so far goes now.
         shutil.rmtree(output_dir, ignore_errors=True)
+        owner_file.unlink(missing_ok=True)
         if _out_of_space(exc) and not isinstance(exc, DiskFull):
             raise DiskFull(
                 "the execution dir (PYTHON_CODE_EXECUTION_DIR) ran out of space during the job; "
@@ -101,6 +120,7 @@ async def open_job(settings: Settings) -> AsyncIterator[Job]:
         shutil.rmtree(root, ignore_errors=True)
         if output_dir.exists() and not any(output_dir.iterdir()):
             output_dir.rmdir()
+            owner_file.unlink(missing_ok=True)
 
 
 def _out_of_space(exc: BaseException) -> bool:

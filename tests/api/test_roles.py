@@ -124,3 +124,27 @@ def test_environment_needs_any_valid_key(keyed: Any, tmp_path: Path) -> None:
     assert client.get("/v1/environment").status_code == 401
     response = client.get("/v1/environment", headers=bearer(keys[Role.DATA_SCIENTIST]))
     assert response.status_code == 200, response.text
+
+
+def test_artifacts_are_their_owners_and_the_admins(tmp_path: Path) -> None:
+    """With API keys, one key's files are not another's to download (an admin may)."""
+    from tests.conftest import subprocess_engine_missing
+
+    with keyed_client(tmp_path, pool_max=0) as (client, keys, _app):
+        owner, other = keys[Role.DATA_SCIENTIST], keys[Role.ML_ENGINEER]
+        response = client.post(
+            "/v1/execute",
+            json={"code": "open('out.txt', 'w').write('mine')"},
+            headers=bearer(owner),
+        )
+        if response.status_code == 503:
+            subprocess_engine_missing(response.json().get("detail", response.text))
+        assert response.status_code == 200 and response.json()["success"], response.text
+        url = response.json()["artifacts"][0]["url"]
+        assert client.get(url, headers=bearer(owner)).content == b"mine"
+        refused = client.get(url, headers=bearer(other))
+        assert refused.status_code == 404 and "out.txt" in refused.text
+        assert client.get(url, headers=bearer(keys[Role.ADMIN])).content == b"mine"
+        # The same answer as for a file that never existed: ids cannot be probed.
+        missing = client.get(url.replace("out.txt", "nope.txt"), headers=bearer(other))
+        assert missing.status_code == refused.status_code

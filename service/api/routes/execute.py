@@ -22,11 +22,11 @@ from service.api.streaming import (
     stream_run,
     wants_event_stream,
 )
-from service.auth.permissions import Permission
+from service.auth.permissions import Permission, Role
 from service.errors import NotFound
 from service.models import ExecutionResponse
 from service.pipeline.execute import run_execution
-from service.pipeline.jobs import artifacts_root, intake_uploads, open_job
+from service.pipeline.jobs import artifact_owner, artifacts_root, intake_uploads, open_job
 from service.pipeline.live import LiveOutput
 from service.pipeline.packages import package_inputs
 from service.pipeline.staging import stage_uploads
@@ -75,7 +75,7 @@ async def execute(
     staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
 
     async def work(live: LiveOutput | None) -> ExecutionResponse:
-        async with open_job(settings) as job:
+        async with open_job(settings, principal.identity) as job:
             await intake_uploads(job, [*job_in.uploads, *staged], settings)
             if job_in.packages:
                 principal.require(Permission.INSTALL)
@@ -108,9 +108,15 @@ async def execute(
     "/executions/{job_id}/artifacts/{name:path}",
     summary="Download a file a script produced (kept for the retention period)",
 )
-async def artifact(job_id: str, name: str, settings: SettingsDep) -> FileResponse:
+async def artifact(
+    job_id: str, name: str, settings: SettingsDep, principal: PrincipalDep
+) -> FileResponse:
     if not job_id.isalnum():
         raise NotFound(f"no execution {job_id!r}")
+    owner = artifact_owner(settings, job_id)
+    if owner is not None and owner != principal.identity and principal.role is not Role.ADMIN:
+        # Another key's files: answered as if they did not exist, so ids cannot be probed.
+        raise NotFound(f"no artifact {name!r} for execution {job_id!r} (expired or never made)")
     root = (artifacts_root(settings) / job_id).resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(root) or not path.is_file():

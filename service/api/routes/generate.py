@@ -57,7 +57,7 @@ async def generate(
 ) -> ExecutionResponse:
     query = job_in.required("query").strip()
     staged = await stage_uploads(job_in.stage, data_tools, principal, settings)
-    async with open_job(settings) as job:
+    async with open_job(settings, principal.identity) as job:
         await intake_uploads(job, [*job_in.uploads, *staged], settings)
         return await cancel_on_disconnect(
             request,

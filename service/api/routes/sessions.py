@@ -132,7 +132,7 @@ async def execute_cell(
     code = job_in.required("code")
 
     async def work(live: LiveOutput | None) -> CellResponse:
-        async with open_job(settings) as job:
+        async with open_job(settings, principal.identity) as job:
             await intake_uploads(job, job_in.uploads, settings)
             inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
             return await sessions.execute(
@@ -157,7 +157,7 @@ async def upload_files(
     settings: SettingsDep,
 ) -> list[SessionFile]:
     session = sessions.get(session_id, principal)
-    async with open_job(settings) as job:
+    async with open_job(settings, principal.identity) as job:
         inputs = await store_uploads(job_in.uploads, job.input_dir, settings)
         return await sessions.upload(session, inputs)
 
