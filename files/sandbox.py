@@ -161,6 +161,10 @@ class WorkerSandbox:
         for name in ETC_FILES:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         made: set[str] = {"/", "/usr", "/etc", "/tmp"}
+        if self.sized_tmpfs:
+            # Before the binds: a checkout or venv under /tmp (a CI clone) is bound on top of
+            # it, not hidden by it.
+            args += tmpfs_args("/tmp", TMP_BYTES)
         for prefix in _python_prefixes():
             if prefix == Path("/usr") or Path("/usr") in prefix.parents:
                 continue
@@ -172,8 +176,6 @@ class WorkerSandbox:
         for i, extra in enumerate(extra_paths):
             args += ["--ro-bind", str(extra), f"{SANDBOX_ROOT}/extra{i}"]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        if self.sized_tmpfs:
-            args += tmpfs_args("/tmp", TMP_BYTES)
         return [*args, "--chdir", "/"]
 
 

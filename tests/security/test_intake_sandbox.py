@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -289,3 +290,19 @@ def test_tar_members_named_like_descriptors_extract(job_dir: Path) -> None:
     intake.add_stream("fds.tar", iter([buf.getvalue()]))
     result = intake.finish()
     assert "fds/3.csv" in result.metadata
+
+
+def test_a_checkout_under_tmp_is_not_hidden_by_the_workers_tmp(sandbox: WorkerSandbox) -> None:
+    """CI clones under /tmp: the worker's own /tmp goes first, the binds land on top of it."""
+    if sandbox.mode != "bwrap" or not sandbox.sized_tmpfs:
+        pytest.skip("only the bubblewrap mode with a sized /tmp mounts one")
+    argv, _env = sandbox.command("files.worker", str(MEMORY))
+    tmpfs = next(i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp")
+    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    ours = [
+        i
+        for i, a in enumerate(argv[:-2])
+        if a in ("--ro-bind", "--bind")
+        and (argv[i + 2] in prefixes or argv[i + 2].startswith(SANDBOX_ROOT))
+    ]
+    assert ours and tmpfs < min(ours), argv
