@@ -154,9 +154,15 @@ class Gateway:
         self.log.close()
 
 
-def docker_run_argv(settings: Settings, runtime: str | None, code: str) -> list[str]:
+def docker_run_argv(settings: Settings, runtime: str | None, code: str, seccomp: Path) -> list[str]:
+    """A hardened ``docker run``; ``seccomp``: a file for the runner's profile (as the
+    executor passes it: without it gVisor with --oci-seccomp applies Docker's default one)."""
+    from service.executors.docker.seccomp_profile import runner_seccomp_profile
+
+    seccomp.write_text(runner_seccomp_profile(runtime))
     argv = ["docker", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL"]
-    argv += ["--security-opt", "no-new-privileges", "--tmpfs", "/tmp", "--user", "10001:10001"]
+    argv += ["--security-opt", "no-new-privileges", "--security-opt", f"seccomp={seccomp}"]
+    argv += ["--tmpfs", "/tmp", "--user", "10001:10001"]
     argv += ["--tmpfs", "/work:rw,nosuid,nodev,noexec,uid=10001,gid=10001", "-w", "/work"]
     argv += ["-e", "MPLBACKEND=Agg", "-e", "HOME=/tmp"]
     argv += ["--memory", f"{settings.max_memory}m", "--pids-limit", str(settings.pids_limit)]
@@ -167,16 +173,17 @@ def docker_run_argv(settings: Settings, runtime: str | None, code: str) -> list[
 
 def cold_baseline(engine: str, runtime: str | None, code: str, repeat: int) -> list[float]:
     settings = Settings()
-    if engine == "docker":
-        argv = docker_run_argv(settings, runtime, code)
-    else:
-        argv = [os.path.abspath(settings.local_runner_python), "-c", code]
-    samples = []
-    subprocess.run(argv, check=True, capture_output=True)  # warm the page cache
-    for _ in range(repeat):
-        started = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, cwd=tempfile.gettempdir())
-        samples.append(time.perf_counter() - started)
+    with tempfile.TemporaryDirectory(prefix="pyc-bench-") as tmp:
+        if engine == "docker":
+            argv = docker_run_argv(settings, runtime, code, Path(tmp) / "seccomp.json")
+        else:
+            argv = [os.path.abspath(settings.local_runner_python), "-c", code]
+        samples = []
+        subprocess.run(argv, check=True, capture_output=True)  # warm the page cache
+        for _ in range(repeat):
+            started = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True, cwd=tempfile.gettempdir())
+            samples.append(time.perf_counter() - started)
     return samples
 
 
@@ -211,12 +218,14 @@ def docker_churn(runtime: str | None, seconds: float, code: str | None = None) -
     -c code``), 4 at a time."""
     import docker
 
+    from service.executors.docker.seccomp_profile import runner_seccomp_profile
+
     settings = Settings()
     client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41", timeout=60)
     host_config = client.create_host_config(
         network_mode="none",
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
+        security_opt=["no-new-privileges", f"seccomp={runner_seccomp_profile(runtime)}"],
         read_only=True,
         tmpfs={"/tmp": "rw,nosuid,nodev,noexec,size=64m"},
         pids_limit=settings.pids_limit,
@@ -284,7 +293,10 @@ def idle_memory_mb(engine: str) -> float | None:
             for c in found:
                 if c["Labels"].get("io.python-coder.job"):
                     continue  # a cold run's container, not a pooled one
-                mem = client.stats(c["Id"], stream=False).get("memory_stats", {})
+                try:
+                    mem = client.stats(c["Id"], stream=False).get("memory_stats", {})
+                except docker.errors.NotFound:
+                    continue  # disposed of (or recycled) since the listing
                 cache = (mem.get("stats") or {}).get("cache", 0)
                 usages.append((mem.get("usage", 0) - cache) / 2**20)
             return statistics.median(usages) if usages else None
