@@ -377,6 +377,12 @@ def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> 
         report["cold_throughput"] = local_churn(args.throughput_runs // 2, SCRIPTS["pandas"])
     report["throughput_vs_churn"] = report["throughput"] / report["churn_per_s"]
     report["throughput_vs_cold"] = report["throughput"] / report["cold_throughput"]
+    print(
+        f"  {label} churn {report['churn_per_s']:.2f}/s, cold pandas "
+        f"{report['cold_throughput']:.2f}/s, refill {report['refill_per_s']:.2f}/s, "
+        f"idle {report.get('idle_mb')} MB",
+        flush=True,
+    )
     return report
 
 
