@@ -22,6 +22,7 @@ from sqlalchemy.engine import Inspector
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from files.jsonsafe import json_row, json_safe
 from security.sql import QueryRejected as GuardRejected
 from security.sql import check_query
 from service.errors import (
@@ -34,7 +35,6 @@ from service.errors import (
     QueryTimeout,
 )
 from service.tools.db_engines import Database
-from service.tools.jsonsafe import json_row, json_safe
 from service.tools.models import (
     ColumnInfo,
     ExecuteQueryArgs,

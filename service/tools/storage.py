@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from files.encoding import SAMPLE_BYTES, detect_encoding, looks_binary
+from files.jsonsafe import json_row
 from security.paths import DIR_FLAGS, FileTooBig, Located, PathRefused, StorageRoots
 from service.errors import InvalidRequest, NotFound, PathNotAllowed, PayloadTooLarge
 from service.settings import Settings
-from service.tools.jsonsafe import json_row
 from service.tools.models import (
     ColumnInfo,
     FileContent,
