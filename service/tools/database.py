@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import Connection, Executable, func, inspect, literal_column, select, text
 from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Inspector
@@ -185,6 +183,10 @@ def execute_query(tools: DataTools, args: ExecuteQueryArgs) -> QueryResult:
 
 def save_parquet(tools: DataTools, raw: RawRows) -> str:
     """Write fetched rows to ``<execution_dir>/query-results/<id>.parquet``; return the path."""
+    # Imported here: the gateway loads Arrow only to write query results, never to read files.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     directory = tools.settings.query_results_dir
     directory.mkdir(parents=True, exist_ok=True)
     arrays = []
