@@ -280,10 +280,10 @@ def _read_table(tools: DataTools, args: ReadTableArgs, fmt: TableFormat) -> Tabl
     pool = shared_pool(PARSE_LIMITS.metadata_memory_bytes)
     with tools.storage.open_descriptor(args.file_path) as (shown, fd):
         result = pool.read_table(fd, job, PARSE_LIMITS.metadata_timeout_s)
-    return _table_data(shown, fmt, result)
+    return _table_data(shown, fmt, n_rows, result)
 
 
-def _table_data(shown: str, fmt: TableFormat, result: dict[str, Any]) -> TableData:
+def _table_data(shown: str, fmt: TableFormat, n_rows: int, result: dict[str, Any]) -> TableData:
     """The worker's answer as the tool's result; its errors as ours."""
     label = "CSV" if fmt == "csv" else "Parquet"
     if "error" in result:
@@ -294,9 +294,10 @@ def _table_data(shown: str, fmt: TableFormat, result: dict[str, Any]) -> TableDa
             raise PayloadTooLarge(f"{shown!r}: {message}")
         # "unreadable", or the worker timed out, ran out of memory or crashed on this file.
         raise InvalidRequest(f"{shown!r} could not be read as {label}: {message}")
+    malformed = f"the intake worker returned a malformed {label} preview"
     try:  # the worker parsed hostile bytes: its answer is checked, not trusted
         rows = result["rows"]
-        return TableData(
+        table = TableData(
             file_path=shown,
             columns=[ColumnInfo.model_validate(c) for c in result["columns"]],
             rows=rows,
@@ -305,7 +306,11 @@ def _table_data(shown: str, fmt: TableFormat, result: dict[str, Any]) -> TableDa
             truncated=result["truncated"],
         )
     except (KeyError, TypeError, ValidationError) as exc:
-        raise ExecutorError(f"the intake worker returned a malformed {label} preview") from exc
+        raise ExecutorError(malformed) from exc
+    width = len(table.columns)
+    if table.row_count > n_rows or any(len(row) != width for row in table.rows):
+        raise ExecutorError(malformed)
+    return table
 
 
 def list_files(tools: DataTools, args: ListFilesArgs) -> FileList:
