@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from files.intake import warm_up  # noqa: E402
-from files.sandbox import worker_sandbox  # noqa: E402
+from files.sandbox import detect, worker_sandbox  # noqa: E402
 from files.worker import shutdown_workers  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.tools.models import ReadTableArgs  # noqa: E402
@@ -51,7 +51,18 @@ def measure(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument(
+        "--sandbox",
+        choices=("auto", "confined"),
+        default="auto",
+        help="confined: the compose container's mode (no bubblewrap), measured on this host",
+    )
     args = parser.parse_args()
+    sandbox = worker_sandbox() if args.sandbox == "auto" else detect(args.sandbox)
+    if args.sandbox != "auto":
+        from files import worker as worker_module
+
+        worker_module.worker_sandbox = lambda: sandbox  # type: ignore[assignment]  # all pools
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -81,7 +92,7 @@ def main() -> None:
                 tools, ReadTableArgs(file_path="t.parquet", n_rows=10, columns=["region"]))),
         ]  # fmt: skip
         print(f"{ROOT} ({args.repeat} runs each, after one warm-up call)")
-        print(f"  intake workers: {worker_sandbox().mode} ({', '.join(worker_sandbox().labels)})")
+        print(f"  intake workers: {sandbox.mode} ({', '.join(sandbox.labels)})")
         for name, fn in cases:
             p50, p95 = measure(fn, args.repeat)
             print(f"  {name:<36} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms")
