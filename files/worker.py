@@ -1,7 +1,8 @@
 """Parsing and extraction of uploads in sandboxed, limited worker processes.
 
-Every parser of uploaded bytes (metadata of every type, archive listing and extraction) runs
-in a child process started through ``files.sandbox`` (``python -m files.worker`` behind
+Every parser of uploaded bytes (metadata of every type, archive listing and extraction) and
+of stored files (the storage tools' CSV and Parquet previews, ``files.tables``) runs in a child
+process started through ``files.sandbox`` (``python -m files.worker`` behind
 ``files.confine``): no network, no socket at all, a clean environment, no view of the gateway's
 files under bubblewrap, address space capped with RLIMIT_AS, one job at a time, a deadline per
 job. A worker that overruns is killed (and reaped); one that runs out of memory or crashes
@@ -154,9 +155,9 @@ class _Worker:
             self.kill()
             code = self.proc.returncode
         if code == CONFINE_FAILED:
-            return "metadata worker could not set up its sandbox (see the gateway log)"
+            return "intake worker could not set up its sandbox (see the gateway log)"
         why = "ran out of memory or crashed" if code else "exited"
-        return f"metadata worker {why} while reading this file (exit code {code})"
+        return f"intake worker {why} while reading this file (exit code {code})"
 
     def _result(self, line: bytes) -> dict[str, Any]:
         try:
@@ -169,26 +170,31 @@ class _Worker:
             self.broken = True
         return result
 
-    def request(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def request(
+        self, job: dict[str, Any], timeout_s: float, fd: int | None = None
+    ) -> dict[str, Any]:
+        """One job, one result line; the file is ``job["path"]`` (opened here) or ``fd`` (the
+        caller's, left open)."""
         self.jobs += 1
         sent = dict(job)
         path = sent.pop("path", None)
-        fd = None
+        opened = None
         if path is not None:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                opened = fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError as exc:
                 return {"error": f"cannot open the file: {exc.strerror}"}
             sent.setdefault("name", Path(path).name)
         try:
             self._send(sent, fd)
         finally:
-            if fd is not None:
-                os.close(fd)
+            if opened is not None:
+                os.close(opened)
         line = self.channel.line(time.monotonic() + timeout_s)
         if line is None:
             self.kill()
-            return {"error": f"metadata extraction timed out after {timeout_s:g} s (worker killed)"}
+            what = "reading the table" if job.get("op") == "table" else "metadata extraction"
+            return {"error": f"{what} timed out after {timeout_s:g} s (worker killed)"}
         if not line:
             return {"error": self._gone()}
         return self._result(line)
@@ -310,10 +316,10 @@ class WorkerPool:
             except _WorkerGone:
                 worker.kill()
                 if attempt == 2:
-                    return {"error": "metadata worker is not running"}
+                    return {"error": "intake worker is not running"}
             except WorkerProtocolError as exc:
                 worker.kill()
-                return {"error": f"metadata worker broke its protocol ({exc}); killed"}
+                return {"error": f"intake worker broke its protocol ({exc}); killed"}
             except BaseException:
                 worker.kill()
                 raise
@@ -323,6 +329,11 @@ class WorkerPool:
 
     def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         return self._call(lambda worker: worker.request(job, timeout_s))
+
+    def read_table(self, fd: int, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Rows and schema of the CSV or Parquet file open as ``fd`` (``files.tables``; the job
+        carries its arguments). The caller keeps ``fd``: a retry on a fresh worker resends it."""
+        return self._call(lambda worker: worker.request({**job, "op": "table"}, timeout_s, fd))
 
     def extract(
         self, path: Path, job: dict[str, Any], sink: MemberSink, timeout_s: float
@@ -472,7 +483,8 @@ def _serve(memory_bytes: int) -> None:
         job: dict[str, Any] = {}
         try:
             job = json.loads(raw)
-            if fds and confine.LANDLOCKED:
+            # A table job reads its descriptor as is; the other readers open a path.
+            if fds and confine.LANDLOCKED and job.get("op") != "table":
                 fds.append(_memfd_copy(fds[0]))
             path = Path(f"/proc/self/fd/{fds[-1]}") if fds else None
             if job.get("warm"):
@@ -482,6 +494,21 @@ def _serve(memory_bytes: int) -> None:
                 result = {"error": "no file descriptor came with the job"}
             elif job.get("op") == "extract":
                 result = _extract(job, path, proto)
+            elif job.get("op") == "table":
+                from files.tables import preview_table
+
+                # Read through the descriptor, not by reopening /proc/self/fd/N: that would
+                # check the file's mode against the worker's uid (a root gateway's workers run
+                # as uid 3101000, and stored files may be 0600).
+                with os.fdopen(os.dup(fds[0]), "rb") as table:
+                    result = preview_table(
+                        table,
+                        fmt=job["fmt"],
+                        n_rows=job["n_rows"],
+                        columns=job.get("columns"),
+                        max_result_bytes=job["max_result_bytes"],
+                        encoding=job.get("encoding"),
+                    )
             else:
                 result = extract_metadata(
                     path,

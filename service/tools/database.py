@@ -14,14 +14,13 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import Connection, Executable, func, inspect, literal_column, select, text
 from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Inspector
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from files.jsonsafe import json_row, json_safe
 from security.sql import QueryRejected as GuardRejected
 from security.sql import check_query
 from service.errors import (
@@ -34,7 +33,6 @@ from service.errors import (
     QueryTimeout,
 )
 from service.tools.db_engines import Database
-from service.tools.jsonsafe import json_row, json_safe
 from service.tools.models import (
     ColumnInfo,
     ExecuteQueryArgs,
@@ -185,6 +183,10 @@ def execute_query(tools: DataTools, args: ExecuteQueryArgs) -> QueryResult:
 
 def save_parquet(tools: DataTools, raw: RawRows) -> str:
     """Write fetched rows to ``<execution_dir>/query-results/<id>.parquet``; return the path."""
+    # Imported here: the gateway loads Arrow only to write query results, never to read files.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     directory = tools.settings.query_results_dir
     directory.mkdir(parents=True, exist_ok=True)
     arrays = []

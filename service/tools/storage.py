@@ -3,6 +3,13 @@
 Local paths go through ``security.paths`` (roots allow-list, no symlinks, regular files only,
 size cap); ``s3://bucket/key`` through ``service.tools.s3``. Plain functions of
 (tools, args) -> result; no web framework here.
+
+Stored files are attacker-controlled (agents write them, or they come from S3), so no C parser
+reads them in this process: read_csv and read_parquet hand the file as a descriptor to a
+sandboxed intake worker (``files.tables`` in ``files.worker``). read_file stays here: its
+encoding detection is the same check the gateway runs on every upload head (pure-Python rules,
+then charset-normalizer, compiled by mypyc from its Python source, not a hand-written parser)
+and the codec decode is CPython's own; see docs/data-tools.md.
 """
 
 from __future__ import annotations
@@ -21,11 +28,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from files.encoding import SAMPLE_BYTES, detect_encoding, looks_binary
+from files.intake import IntakeLimits
+from files.tables import TableFormat
+from files.worker import shared_pool
 from security.paths import DIR_FLAGS, FileTooBig, Located, PathRefused, StorageRoots
-from service.errors import InvalidRequest, NotFound, PathNotAllowed, PayloadTooLarge
+from service.errors import (
+    ExecutorError,
+    InvalidRequest,
+    NotFound,
+    PathNotAllowed,
+    PayloadTooLarge,
+)
 from service.settings import Settings
-from service.tools.jsonsafe import json_row
 from service.tools.models import (
     ColumnInfo,
     FileContent,
@@ -41,6 +58,12 @@ from service.tools.models import (
 from service.tools.s3 import S3Store, is_s3
 
 log = logging.getLogger(__name__)
+
+# read_csv and read_parquet parse in the intake workers, with their memory limit (and so their
+# pool) and their per-file deadline.
+PARSE_LIMITS = IntakeLimits()
+# A preview's JSON stays under the workers' 16 MiB result line (files.worker.MAX_LINE_BYTES).
+PREVIEW_MAX_BYTES = 12 << 20
 
 if TYPE_CHECKING:
     from service.tools.registry import DataTools
@@ -93,6 +116,26 @@ class Storage:
                 os.fdopen(os.dup(fd), "rb") as file,
             ):
                 yield self.display(located), file, size
+
+    @contextmanager
+    def open_descriptor(self, path: str) -> Iterator[tuple[str, int]]:
+        """``(display path, read-only descriptor)`` of a whole file within the size cap, to
+        hand to a parsing worker: the local file itself, or an S3 object copied into a memfd."""
+        if is_s3(path):
+            data, _size = self.s3.read(path)
+            fd = os.memfd_create("s3-object", os.MFD_CLOEXEC)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                yield path, fd
+            finally:
+                os.close(fd)
+            return
+        with self._local():
+            located = self.readable.locate(path)
+            with self.readable.open_file(located, max_bytes=self.max_bytes) as (fd, _size):
+                yield self.display(located), fd
 
     def head(self, path: str, limit: int) -> tuple[str, bytes, int]:
         """The first ``limit`` bytes of a file, and its size."""
@@ -217,74 +260,57 @@ def _row_cap(tools: DataTools, n_rows: int | None) -> int:
 
 
 def read_csv(tools: DataTools, args: ReadTableArgs) -> TableData:
-    import pandas as pd
-
-    n_rows = _row_cap(tools, args.n_rows)
-    with tools.storage.open_binary(args.file_path) as (shown, file, _size):
-        encoding = detect_encoding(file.read(SAMPLE_BYTES)).encoding
-        file.seek(0)
-        try:
-            frame = pd.read_csv(
-                file,
-                nrows=n_rows + 1,
-                usecols=args.columns,
-                encoding=encoding,
-                encoding_errors="replace",
-            )
-        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise InvalidRequest(f"{shown!r} could not be read as CSV: {exc}") from exc
-    truncated = len(frame) > n_rows
-    frame = frame.head(n_rows)
-    columns = [ColumnInfo(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
-    values = frame.astype(object).where(frame.notna(), None)
-    return TableData(
-        file_path=shown,
-        columns=columns,
-        rows=[json_row(r) for r in values.itertuples(index=False, name=None)],
-        row_count=len(frame),
-        total_rows=None if truncated else len(frame),
-        truncated=truncated,
-    )
+    return _read_table(tools, args, "csv")
 
 
 def read_parquet(tools: DataTools, args: ReadTableArgs) -> TableData:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    return _read_table(tools, args, "parquet")
 
+
+def _read_table(tools: DataTools, args: ReadTableArgs, fmt: TableFormat) -> TableData:
+    """Checked and opened here; parsed in a sandboxed intake worker (``files.tables``)."""
     n_rows = _row_cap(tools, args.n_rows)
-    with tools.storage.open_binary(args.file_path) as (shown, file, _size):
-        try:
-            parquet = pq.ParquetFile(file)
-            schema = parquet.schema_arrow
-            if args.columns:
-                unknown = [c for c in args.columns if c not in schema.names]
-                if unknown:
-                    raise InvalidRequest(
-                        f"{shown!r} has no column(s) {unknown}; it has {schema.names}"
-                    )
-            total = parquet.metadata.num_rows
-            batches = []
-            taken = 0
-            for batch in parquet.iter_batches(batch_size=min(n_rows, 65_536), columns=args.columns):
-                batches.append(batch.slice(0, n_rows - taken))
-                taken += batches[-1].num_rows
-                if taken >= n_rows:
-                    break
-        except (pa.ArrowException, OSError) as exc:
-            raise InvalidRequest(f"{shown!r} could not be read as Parquet: {exc}") from exc
-    selected = [schema.field(c) for c in (args.columns or schema.names)]
-    table = pa.Table.from_batches(batches, schema=pa.schema(selected)) if batches else None
-    rows: list[list[Any]] = []
-    if table is not None:
-        rows = [json_row(r.values()) for r in table.to_pylist()]
-    return TableData(
-        file_path=shown,
-        columns=[ColumnInfo(name=f.name, type=str(f.type), nullable=f.nullable) for f in selected],
-        rows=rows,
-        row_count=len(rows),
-        total_rows=total,
-        truncated=total > len(rows),
-    )
+    job = {
+        "fmt": fmt,
+        "kind": fmt,
+        "n_rows": n_rows,
+        "columns": args.columns,
+        "max_result_bytes": PREVIEW_MAX_BYTES,
+    }
+    pool = shared_pool(PARSE_LIMITS.metadata_memory_bytes)
+    with tools.storage.open_descriptor(args.file_path) as (shown, fd):
+        result = pool.read_table(fd, job, PARSE_LIMITS.metadata_timeout_s)
+    return _table_data(shown, fmt, n_rows, result)
+
+
+def _table_data(shown: str, fmt: TableFormat, n_rows: int, result: dict[str, Any]) -> TableData:
+    """The worker's answer as the tool's result; its errors as ours."""
+    label = "CSV" if fmt == "csv" else "Parquet"
+    if "error" in result:
+        message, kind = str(result["error"]), result.get("error_class")
+        if kind == "unknown_column":
+            raise InvalidRequest(f"{shown!r} {message}")
+        if kind == "too_big":
+            raise PayloadTooLarge(f"{shown!r}: {message}")
+        # "unreadable", or the worker timed out, ran out of memory or crashed on this file.
+        raise InvalidRequest(f"{shown!r} could not be read as {label}: {message}")
+    malformed = f"the intake worker returned a malformed {label} preview"
+    try:  # the worker parsed hostile bytes: its answer is checked, not trusted
+        rows = result["rows"]
+        table = TableData(
+            file_path=shown,
+            columns=[ColumnInfo.model_validate(c) for c in result["columns"]],
+            rows=rows,
+            row_count=len(rows),
+            total_rows=result["total_rows"],
+            truncated=result["truncated"],
+        )
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise ExecutorError(malformed) from exc
+    width = len(table.columns)
+    if table.row_count > n_rows or any(len(row) != width for row in table.rows):
+        raise ExecutorError(malformed)
+    return table
 
 
 def list_files(tools: DataTools, args: ListFilesArgs) -> FileList:

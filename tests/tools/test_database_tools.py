@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from files.jsonsafe import json_safe
 from security.sql import check_query
 from service.errors import InvalidRequest, NotFound, QueryFailed, QueryRejected
 from service.tools.database import (
@@ -20,7 +21,6 @@ from service.tools.database import (
     get_table_sample,
     list_tables,
 )
-from service.tools.jsonsafe import json_safe
 from service.tools.models import (
     ExecuteQueryArgs,
     ListTablesArgs,

@@ -1,5 +1,8 @@
 """Database and file values as JSON: what every data tool returns.
 
+Here in ``files`` (a pure library) because the intake workers use it too: the storage tools'
+table previews (``files.tables``) are made JSON-safe in the worker that parses them.
+
 dates and times -> ISO 8601 strings; timedelta -> seconds; Decimal -> its exact string;
 NaN and infinities -> "NaN", "Infinity", "-Infinity"; bytes -> base64; UUID, IP addresses and
 anything else unknown -> ``str``; containers recursively.
