@@ -52,6 +52,9 @@ def test_removing_the_runner_image_drains_the_pool_and_answers_503(
         [pool] = registry.pools()
         wait_for(lambda: pool.snapshot()["idle"] >= 2, "the pool fills")
         assert client.post("/v1/execute", json={"code": "print(1)"}).json()["success"]
+        # Refilled first: then one sandbox of the old image is still there to drain, whatever
+        # the request below takes.
+        wait_for(lambda: pool.snapshot()["idle"] >= 2, "the pool refills")
 
         engine = docker.from_env(timeout=60)
         try:

@@ -292,10 +292,11 @@ def test_tar_members_named_like_descriptors_extract(job_dir: Path) -> None:
     assert "fds/3.csv" in result.metadata
 
 
-def test_a_checkout_under_tmp_is_not_hidden_by_the_workers_tmp(sandbox: WorkerSandbox) -> None:
+def test_a_checkout_under_tmp_is_not_hidden_by_the_workers_tmp() -> None:
     """CI clones under /tmp: the worker's own /tmp goes first, the binds land on top of it."""
+    sandbox = detect("auto")
     if sandbox.mode != "bwrap" or not sandbox.sized_tmpfs:
-        pytest.skip("only the bubblewrap mode with a sized /tmp mounts one")
+        intake_bwrap_missing(f"no bubblewrap sandbox with a sized /tmp: {sandbox.detail}")
     argv, _env = sandbox.command("files.worker", str(MEMORY))
     tmpfs = next(i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp")
     prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
