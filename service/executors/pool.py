@@ -141,7 +141,7 @@ class WarmPool:
             return None
         waited = False
         with self._cond:
-            deadline: float | None = None
+            since: float | None = None
             while True:
                 sandbox = self._pop_live()
                 if sandbox is not None:
@@ -152,18 +152,20 @@ class WarmPool:
                     self.hooks.hit(self.engine)
                     self.hooks.size(self.engine, len(self._idle))
                     return sandbox
-                if deadline is None:
-                    wait = self._worth_waiting()
-                    if wait is None:
-                        break
-                    deadline = time.monotonic() + wait
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
+                wait = self._worth_waiting()
+                if wait is None:
+                    break
+                now = time.monotonic()
+                since = now if since is None else since
+                # A provision that runs late is waited for again, but never for longer in
+                # all than a cold start would have taken.
+                wait = min(wait, self._cold_estimate() - (now - since))
+                if wait <= 0:
                     break
                 waited = True
                 self._waiting += 1
                 try:
-                    self._cond.wait(remaining)
+                    self._cond.wait(wait)
                 finally:
                     self._waiting -= 1
         self._miss("empty")
@@ -189,10 +191,15 @@ class WarmPool:
             return None
         started = sorted(self._inflight)[self._waiting]
         remaining = max(0.0, self._provision_s - (time.monotonic() - started))
-        cold = self._cold_s if self._cold_s is not None else self._provision_s
-        if remaining > cold:
+        if remaining > self._cold_estimate():
             return None
         return remaining + 0.25 * self._provision_s  # slack for a busy host
+
+    def _cold_estimate(self) -> float:
+        """Seconds a cold start is expected to take (called with the lock held)."""
+        if self._cold_s is not None:
+            return self._cold_s
+        return self._provision_s if self._provision_s is not None else 0.0
 
     def cold_served(self, seconds: float) -> None:
         """A request was served cold in ``seconds``, from provisioning to its result: its

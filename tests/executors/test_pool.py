@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from service.executors.base import POOL_PREIMPORT, POOL_PREIMPORT_BUSY, Executor, RunLimits
+from service.executors.base import (
+    POOL_PREIMPORT,
+    POOL_PREIMPORT_BUSY,
+    Executor,
+    RunLimits,
+    Sandbox,
+)
 from service.executors.pool import WarmPool
 from service.settings import Settings, get_settings
 from tests.conftest import subprocess_engine_missing
@@ -157,9 +163,11 @@ def test_an_empty_pool_waits_for_a_provision_under_way_when_cold_would_be_slower
     executor: Executor, make_request: MakeRequest
 ) -> None:
     pool = make_pool(executor, minimum=1, maximum=1)
+    taken: list[Sandbox | None] = []
     try:
         wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
         held = pool.take(make_request("print(0)"))  # empties it; a filler starts at once
+        taken.append(held)
         assert held is not None
         wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
         pool.cold_served(600.0)  # as if cold starts took minutes on this host
@@ -167,8 +175,10 @@ def test_an_empty_pool_waits_for_a_provision_under_way_when_cold_would_be_slower
         assert result.success and result.stdout == "waited\n", result
         assert pool.stats.waited == 1 and pool.stats.hits == 2, pool.snapshot()
         assert pool.stats.misses == {}
-        pool.dispose(held)
     finally:
+        for sandbox in taken:
+            if sandbox is not None:
+                pool.dispose(sandbox)
         executor.pool = None
         pool.close()
 
@@ -177,17 +187,21 @@ def test_an_empty_pool_starts_cold_when_that_is_sooner(
     executor: Executor, make_request: MakeRequest
 ) -> None:
     pool = make_pool(executor, minimum=1, maximum=1)
+    taken: list[Sandbox | None] = []
     try:
         wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
         held = pool.take(make_request("print(0)"))
+        taken.append(held)
         assert held is not None
         wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
         pool.cold_served(0.0)  # as if a cold start were instant
         result = executor.run(make_request("print('cold')"))
         assert result.success and result.stdout == "cold\n", result
         assert pool.stats.waited == 0 and pool.stats.misses == {"empty": 1}, pool.snapshot()
-        pool.dispose(held)
     finally:
+        for sandbox in taken:
+            if sandbox is not None:
+                pool.dispose(sandbox)
         executor.pool = None
         pool.close()
 
