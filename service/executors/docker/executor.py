@@ -463,6 +463,7 @@ class DockerExecutor(Executor):
         pages are charged to it). ``tag``: a cold run's job id, put in the name and a label.
         """
         phases = Phases()
+        self.applies_seccomp()  # learnt here, off the request path of a pooled sandbox
         name = container_name(tag or "pool")
         labels = {CONTAINER_LABEL: "1", SANDBOX_LABEL: name, GATEWAY_LABEL: GATEWAY_ID}
         if tag:
