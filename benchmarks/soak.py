@@ -190,7 +190,7 @@ def leaked_containers(owner: str) -> list[str]:
 def leaked_dirs(execution_dir: Path) -> list[str]:
     """Job scratch dirs (and engine job dirs) left under the execution dir; kept artifacts,
     the audit log and stored query results are not leaks."""
-    kept = {"artifacts", "audit.jsonl", "query-results", "jobs", "sample.db"}
+    kept = {"artifacts", "owners", "audit.jsonl", "query-results", "jobs", "sample.db"}
     left = [str(p) for p in (execution_dir / "jobs").glob("*")] if execution_dir.exists() else []
     if execution_dir.exists():
         left += [str(p) for p in execution_dir.iterdir() if p.name not in kept]
