@@ -159,51 +159,43 @@ def test_an_empty_pool_still_serves(executor: Executor, make_request: MakeReques
         pool.close()
 
 
-def test_an_empty_pool_waits_for_a_provision_under_way_when_cold_would_be_slower(
-    executor: Executor, make_request: MakeRequest
-) -> None:
+@pytest.fixture
+def emptied_pool(executor: Executor, make_request: MakeRequest) -> Iterator[WarmPool]:
+    """A pool of one whose sandbox is taken (held until the end): its refill is under way."""
     pool = make_pool(executor, minimum=1, maximum=1)
-    taken: list[Sandbox | None] = []
-    try:
-        wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
-        held = pool.take(make_request("print(0)"))  # empties it; a filler starts at once
-        taken.append(held)
-        assert held is not None
-        wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
-        pool.cold_served(600.0)  # as if cold starts took minutes on this host
-        result = executor.run(make_request("print('waited')"))
-        assert result.success and result.stdout == "waited\n", result
-        assert pool.stats.waited == 1 and pool.stats.hits == 2, pool.snapshot()
-        assert pool.stats.misses == {}
-    finally:
-        for sandbox in taken:
-            if sandbox is not None:
-                pool.dispose(sandbox)
-        executor.pool = None
-        pool.close()
-
-
-def test_an_empty_pool_starts_cold_when_that_is_sooner(
-    executor: Executor, make_request: MakeRequest
-) -> None:
-    pool = make_pool(executor, minimum=1, maximum=1)
-    taken: list[Sandbox | None] = []
+    held: Sandbox | None = None
     try:
         wait_for(lambda: pool.snapshot()["idle"] == 1, what="the pool to fill")
         held = pool.take(make_request("print(0)"))
-        taken.append(held)
         assert held is not None
         wait_for(lambda: pool.snapshot()["provisioning"] == 1, what="the refill to start")
-        pool.cold_served(0.0)  # as if a cold start were instant
-        result = executor.run(make_request("print('cold')"))
-        assert result.success and result.stdout == "cold\n", result
-        assert pool.stats.waited == 0 and pool.stats.misses == {"empty": 1}, pool.snapshot()
+        yield pool
     finally:
-        for sandbox in taken:
-            if sandbox is not None:
-                pool.dispose(sandbox)
+        if held is not None:
+            pool.dispose(held)
         executor.pool = None
         pool.close()
+
+
+def test_an_empty_pool_waits_for_a_provision_under_way_when_cold_would_be_slower(
+    executor: Executor, emptied_pool: WarmPool, make_request: MakeRequest
+) -> None:
+    emptied_pool.cold_served(600.0)  # as if cold starts took minutes on this host
+    result = executor.run(make_request("print('waited')"))
+    assert result.success and result.stdout == "waited\n", result
+    stats = emptied_pool.stats
+    assert stats.waited == 1 and stats.hits == 2, emptied_pool.snapshot()
+    assert stats.misses == {}
+
+
+def test_an_empty_pool_starts_cold_when_that_is_sooner(
+    executor: Executor, emptied_pool: WarmPool, make_request: MakeRequest
+) -> None:
+    emptied_pool.cold_served(0.0)  # as if a cold start were instant
+    result = executor.run(make_request("print('cold')"))
+    assert result.success and result.stdout == "cold\n", result
+    stats = emptied_pool.stats
+    assert stats.waited == 0 and stats.misses == {"empty": 1}, emptied_pool.snapshot()
 
 
 def test_while_requests_outrun_the_pool_it_provisions_the_lighter_imports(
