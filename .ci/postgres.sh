@@ -5,8 +5,12 @@
 # everything is there. Prints the export lines for the tests on stdout.
 set -euo pipefail
 # Only the export lines go to stdout (the caller evals them); everything the tools print
-# (apt, pg_ctlcluster's "Removed stale pid file", psql notices) goes to stderr.
+# (apt, pg_ctlcluster's "Removed stale pid file", psql notices) goes to stderr. The caller reads
+# stdout through a pipe until it closes, so nothing but the final echo may hold it: the setup
+# runs with it closed, or the postgres daemons that apt and pg_ctlcluster start would inherit
+# it and the caller would wait forever.
 exec 3>&1 1>&2
+setup() {
 PORT=${PYCODER_PG_PORT:-55432}
 CLUSTER=pycoder
 
@@ -25,7 +29,8 @@ if [ -z "$(cluster_state)" ]; then
     | as_root tee "/etc/postgresql/$VERSION/$CLUSTER/conf.d/loopback.conf" >/dev/null
 fi
 if [ "$(cluster_state)" != online ]; then
-  as_root pg_ctlcluster "$VERSION" "$CLUSTER" start
+  # The server outlives this script: it must hold none of the caller's pipes.
+  as_root "$(dirname "$0")/detached.sh" pg_ctlcluster "$VERSION" "$CLUSTER" start
 fi
 
 psql_admin() { as_root runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PORT" "$@"; }
@@ -52,6 +57,8 @@ ALTER ROLE pycoder_reader SET default_transaction_read_only = on;
 ALTER ROLE pycoder_reader SET statement_timeout = '60s';
 ALTER ROLE pycoder_reader CONNECTION LIMIT 20;
 SQL
+}
+setup 3>&- </dev/null
 
 echo >&3 "export PYTHON_CODE_TEST_POSTGRES_URL=postgresql+psycopg://pycoder_owner:pycoder_owner@127.0.0.1:$PORT/pycoder_test"
 echo >&3 "export PYTHON_CODE_TEST_POSTGRES_READER_URL=postgresql+psycopg://pycoder_reader:pycoder_reader@127.0.0.1:$PORT/pycoder_test"
