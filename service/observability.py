@@ -453,6 +453,50 @@ def audit_log_for(settings: Settings) -> AuditLog:
         return _audit_logs.setdefault(path, AuditLog(path))
 
 
+def _caller_fields(caller: Principal) -> dict[str, Any]:
+    return {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "request_id": request_id_var.get(),
+        "caller": caller.identity,
+        "key_id": caller.key_id,
+        "role": caller.role.value,
+    }
+
+
+def _write_audit(settings: Settings, entry: dict[str, Any]) -> None:
+    audit = audit_log_for(settings)
+    try:
+        audit.write(entry)
+    except OSError as exc:
+        log.error("audit log write failed", extra={"path": str(audit.path), "error": str(exc)})
+
+
+def text_digest(text: str) -> dict[str, Any]:
+    """What the audit log keeps of code or SQL: its sha256 and size, never the text."""
+    data = text.encode("utf-8", "surrogatepass")
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def audit_event(
+    settings: Settings,
+    event: str,
+    *,
+    caller: Principal,
+    outcome: str,
+    duration_s: float,
+    **fields: Any,
+) -> dict[str, Any]:
+    """One audit line for a call that is not a one-shot execution: a data tool, a session
+    cell, script or package install. Like ``audit_execution``, never raises."""
+    entry = _caller_fields(caller)
+    entry["event"] = event
+    entry.update(fields)
+    entry["outcome"] = outcome
+    entry["duration_s"] = round(duration_s, 4)
+    _write_audit(settings, entry)
+    return entry
+
+
 def audit_execution(
     settings: Settings,
     *,
@@ -478,16 +522,13 @@ def audit_execution(
         else:
             name, size = item
             files.append({"name": name, "size": size})
+    digest = text_digest(code)
     entry: dict[str, Any] = {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        **_caller_fields(caller),
         "event": "execution",
         "job_id": job_id,
-        "request_id": request_id_var.get(),
-        "caller": caller.identity,
-        "key_id": caller.key_id,
-        "role": caller.role.value,
-        "code_sha256": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
-        "code_bytes": len(code.encode("utf-8", "surrogatepass")),
+        "code_sha256": digest["sha256"],
+        "code_bytes": digest["bytes"],
         "input_files": files,
         "engine": engine,
         "outcome": outcome,
@@ -495,11 +536,7 @@ def audit_execution(
     }
     if extra:
         entry.update(extra)
-    audit = audit_log_for(settings)
-    try:
-        audit.write(entry)
-    except OSError as exc:
-        log.error("audit log write failed", extra={"path": str(audit.path), "error": str(exc)})
+    _write_audit(settings, entry)
     return entry
 
 

@@ -1,7 +1,7 @@
 """The database and file-storage tools as catalogue entries, made from their one table.
 
 ``data_tool(spec)`` turns a ``service.tools.registry.ToolSpec`` into a ``Tool``: the same
-arguments model (so the same input schema as REST), the plain function run off the event loop,
+arguments model (so the same input schema as REST), the plain function run off the event loop (with its audit line),
 and its result model as the structured data with a text for the model. Failures are the one
 exception tree's errors, which ``Catalogue.call`` turns into ``is_error`` results.
 
@@ -15,13 +15,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from pydantic import BaseModel
 
 from service.agent_tools.catalogue import Tool, ToolContext
 from service.models import ToolResult
 from service.tools import models as m
-from service.tools.registry import TOOLS, ToolSpec
+from service.tools.registry import TOOLS, ToolSpec, call_tool
 
 # Rows and characters shown to the model; everything fetched is in the structured data.
 MAX_TEXT_ROWS = 200
@@ -32,7 +31,7 @@ def data_tool(spec: ToolSpec) -> Tool:
     """One data tool as a catalogue entry."""
 
     async def handler(ctx: ToolContext, args: BaseModel) -> ToolResult:
-        result = await anyio.to_thread.run_sync(spec.run, ctx.data_tools, args)
+        result = await call_tool(spec, ctx.data_tools, args, ctx.principal)
         return ToolResult(text=_clip(describe(result)), data=result.model_dump(mode="json"))
 
     return Tool(

@@ -104,7 +104,12 @@ async def run_cell(
         inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
         response = await ctx.live(
             lambda live: manager.execute(
-                session, code, inputs=inputs, timeout_s=timeout_s, live=live
+                session,
+                code,
+                caller=ctx.principal,
+                inputs=inputs,
+                timeout_s=timeout_s,
+                live=live,
             )
         )
     return cell_result(response, ctx)
@@ -116,7 +121,9 @@ async def _one_chunk(data: bytes) -> Any:
 
 async def install_package(ctx: ToolContext, args: InstallPackageArgs) -> ToolResult:
     session = _session(ctx, args.session_id)
-    done = await install(_sessions(ctx), session, args.name, args.version, ctx.settings)
+    done = await install(
+        _sessions(ctx), session, args.name, args.version, ctx.settings, ctx.principal
+    )
     text = f"Installed {done.package} {done.version}; import it in the next cell." + (
         f" Also installed: {', '.join(done.wheels[1:])}." if len(done.wheels) > 1 else ""
     )
@@ -127,7 +134,12 @@ async def run_script(ctx: ToolContext, args: RunScriptArgs) -> ToolResult:
     session = _session(ctx, args.session_id)
     response = await ctx.live(
         lambda live: _sessions(ctx).run_script(
-            session, args.path, args.args, timeout_s=args.timeout_s, live=live
+            session,
+            args.path,
+            args.args,
+            caller=ctx.principal,
+            timeout_s=args.timeout_s,
+            live=live,
         )
     )
     return cell_result(response, ctx)

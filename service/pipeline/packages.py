@@ -15,16 +15,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import anyio
 from packaging.version import InvalidVersion, Version
 
+from service.auth.permissions import Principal
 from service.environment import describe_environment
-from service.errors import InvalidRequest, NotFound, PackageRejected
+from service.errors import InvalidRequest, NotFound, PackageRejected, PythonCoderError
 from service.executors.base import Executor, InputFile
 from service.models import InstallResponse
+from service.observability import audit_event
 from service.pipeline.jobs import Job
 from service.pipeline.sessions import Session, SessionManager
 from service.settings import MB, Settings
@@ -133,8 +137,40 @@ async def install_package(
     name: str,
     version: str | None,
     settings: Settings,
+    caller: Principal,
 ) -> InstallResponse:
-    """Install ``name`` (``==version``) into ``session``: importable from its next cell."""
+    """Install ``name`` (``==version``) into ``session``: importable from its next cell. The
+    audit line names the package, what was installed, or the error that refused it."""
+    started = time.perf_counter()
+    outcome, installed = "failed", dict[str, Any]()
+    try:
+        done = await _install(sessions, session, name, version, settings)
+        outcome, installed = "success", {"version": done.version, "wheels": done.wheels}
+        return done
+    except PythonCoderError as exc:
+        outcome = type(exc).__name__
+        raise
+    finally:
+        audit_event(
+            settings,
+            "package_install",
+            caller=caller,
+            outcome=outcome,
+            duration_s=time.perf_counter() - started,
+            session_id=session.id,
+            package=name,
+            requested_version=version,
+            **installed,
+        )
+
+
+async def _install(
+    sessions: SessionManager,
+    session: Session,
+    name: str,
+    version: str | None,
+    settings: Settings,
+) -> InstallResponse:
     requirement = check_request(name, version, settings)
     project = normalize(name)
     env = await sessions.environment(session)

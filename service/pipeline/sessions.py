@@ -18,6 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from service.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PythonCoderError,
     SessionGone,
     SessionLimit,
     SessionsExhausted,
@@ -38,6 +40,7 @@ from service.executors.base import Executor, InputFile, ProducedFile, RunLimits,
 from service.executors.registry import ExecutorRegistry
 from service.executors.session import ChannelBroken, exchange
 from service.models import Artifact, CellResponse, Display, SessionFile, SessionInfo
+from service.observability import audit_event, text_digest
 from service.pipeline.execute import check_policy
 from service.pipeline.jobs import Upload
 from service.pipeline.live import LiveOutput
@@ -52,6 +55,21 @@ ENVIRONMENT_CODE = (
     "for d in __import__('importlib.metadata').metadata.distributions() "
     "if d.metadata['Name']), key=lambda p: p['name'].lower())}))"
 )
+
+
+@dataclass
+class Audited:
+    """What a session call's audit line learns from its result."""
+
+    response: CellResponse | None = None
+
+    def outcome(self) -> str:
+        r = self.response
+        if r is None:
+            return "failed"
+        if r.timed_out:
+            return "timeout"
+        return "success" if r.success else "error"
 
 
 @dataclass
@@ -288,12 +306,28 @@ class SessionManager:
         session: Session,
         code: str,
         *,
+        caller: Principal,
         inputs: tuple[InputFile, ...] = (),
         timeout_s: float | None = None,
         live: LiveOutput | None = None,
     ) -> CellResponse:
         """Run a cell: the static policy first, as for one-shot code; ``live``: its output as
-        it comes."""
+        it comes. ``caller`` is who runs it (the audit line's)."""
+        digest = text_digest(code)
+        fields = {"code_sha256": digest["sha256"], "code_bytes": digest["bytes"]}
+        fields["input_files"] = [{"name": f.name, "size": f.size} for f in inputs]
+        async with self._audited("session_cell", session, caller, fields) as audit:
+            audit.response = await self._execute(session, code, inputs, timeout_s, live)
+            return audit.response
+
+    async def _execute(
+        self,
+        session: Session,
+        code: str,
+        inputs: tuple[InputFile, ...],
+        timeout_s: float | None,
+        live: LiveOutput | None,
+    ) -> CellResponse:
         warnings = await anyio.to_thread.run_sync(check_policy, code, self.policy)
         timeout = self._timeout(timeout_s, session)
         header = {
@@ -319,10 +353,24 @@ class SessionManager:
         path: str,
         args: list[str],
         *,
+        caller: Principal,
         timeout_s: float | None = None,
         live: LiveOutput | None = None,
     ) -> CellResponse:
         """``path`` (a work-dir ``.py``) as ``__main__`` with ``args``, in a fresh process."""
+        fields = {"path": path, "arg_count": len(args)}
+        async with self._audited("session_script", session, caller, fields) as audit:
+            audit.response = await self._run_script(session, path, args, timeout_s, live)
+            return audit.response
+
+    async def _run_script(
+        self,
+        session: Session,
+        path: str,
+        args: list[str],
+        timeout_s: float | None,
+        live: LiveOutput | None,
+    ) -> CellResponse:
         name = check_session_path(path)
         if not name.endswith(".py"):
             raise InvalidRequest(f"run_script runs .py files; {name!r} is not one")
@@ -345,6 +393,37 @@ class SessionManager:
             return self._cell_response(session, answer, [])
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
+
+    @contextlib.asynccontextmanager
+    async def _audited(
+        self, event: str, session: Session, caller: Principal, fields: dict[str, Any]
+    ) -> AsyncIterator[Audited]:
+        """The audit line of a session call, written however it ends: a cell's outcome as
+        for one-shot runs (``success``, ``error``, ``timeout``, plus ``state_lost``), or the
+        name of the error that refused it (``PolicyViolation``, ...)."""
+        audit = Audited()
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            yield audit
+            outcome = audit.outcome()
+        except PythonCoderError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            response = audit.response
+            if response is not None:
+                fields = {**fields, "cell": response.cell, "state_lost": response.state_lost}
+            audit_event(
+                self.settings,
+                event,
+                caller=caller,
+                outcome=outcome,
+                duration_s=time.perf_counter() - started,
+                session_id=session.id,
+                engine=session.executor.name,
+                **fields,
+            )
 
     def _cell_response(self, session: Session, answer: Answer, warnings: list[str]) -> CellResponse:
         h = answer.header

@@ -3,13 +3,17 @@ and the plain function. REST routes, MCP and OpenAI tool schemas are all built f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from pydantic import BaseModel
 
-from service.auth.permissions import Permission
+from service.auth.permissions import Permission, Principal
+from service.errors import PythonCoderError
+from service.observability import audit_event, text_digest
 from service.settings import Settings
 from service.tools import database, storage
 from service.tools import models as m
@@ -128,3 +132,62 @@ TOOLS: tuple[ToolSpec, ...] = (
 )
 
 TOOLS_BY_NAME: dict[str, ToolSpec] = {t.name: t for t in TOOLS}
+
+
+# Argument fields the audit log keeps only as a digest or a size: SQL text (it may name
+# values), bound parameters and written content.
+_DIGESTED = {"query", "params", "content"}
+
+
+def _audit_fields(args: BaseModel, result: BaseModel | None) -> dict[str, Any]:
+    """What the audit line says about a call: the target (database, table, path) and
+    options as given, the query's digest, and how much came back."""
+    fields: dict[str, Any] = args.model_dump(mode="json", exclude=_DIGESTED, exclude_none=True)
+    query = getattr(args, "query", None)
+    if isinstance(query, str):
+        digest = text_digest(query)
+        fields["query_sha256"], fields["query_bytes"] = digest["sha256"], digest["bytes"]
+    params = getattr(args, "params", None)
+    if params:
+        fields["param_count"] = len(params)
+    content = getattr(args, "content", None)
+    if isinstance(content, str):
+        fields["content_chars"] = len(content)
+    if result is not None:
+        for name in ("row_count", "truncated", "stored_as", "size"):
+            value = getattr(result, name, None)
+            if value is not None:
+                fields[name] = value
+        for name in ("tables", "files"):
+            value = getattr(result, name, None)
+            if isinstance(value, list):
+                fields[f"{name}_listed"] = len(value)
+    return fields
+
+
+async def call_tool(
+    spec: ToolSpec, tools: DataTools, args: BaseModel, caller: Principal
+) -> BaseModel:
+    """Run a data tool off the event loop, for REST and the agent surfaces alike, and write
+    its audit line: who, which tool on what, the outcome (``success`` or the error's name) and
+    the time. The caller's permission was checked at the edge."""
+    started = time.perf_counter()
+    result: BaseModel | None = None
+    outcome = "error"
+    try:
+        result = await anyio.to_thread.run_sync(spec.run, tools, args)
+        outcome = "success"
+        return result
+    except PythonCoderError as exc:
+        outcome = type(exc).__name__
+        raise
+    finally:
+        audit_event(
+            tools.settings,
+            "data_tool",
+            caller=caller,
+            outcome=outcome,
+            duration_s=time.perf_counter() - started,
+            tool=spec.name,
+            **_audit_fields(args, result),
+        )

@@ -6,18 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from service.api.deps import DataToolsDep, require
-from service.auth.permissions import Permission
+from service.api.deps import DataToolsDep, PrincipalDep, require
+from service.auth.permissions import Permission, Principal
 from service.errors import InvalidRequest
-from service.tools import database, storage
 from service.tools import models as m
-from service.tools.registry import DataTools
+from service.tools.registry import TOOLS_BY_NAME, DataTools, call_tool
 
 
 class DataRoute(APIRoute):
@@ -53,8 +51,8 @@ Lister = Depends(require(Permission.LIST))
 Write = Depends(require(Permission.WRITE))
 
 
-async def _run(tool: Any, tools: DataTools, args: BaseModel) -> Any:
-    return await anyio.to_thread.run_sync(tool, tools, args)
+async def _run(name: str, tools: DataTools, args: BaseModel, caller: Principal) -> Any:
+    return await call_tool(TOOLS_BY_NAME[name], tools, args, caller)
 
 
 def _args(model: type[m.ToolArgs], **values: Any) -> Any:
@@ -80,17 +78,22 @@ SchemaParam = Annotated[
 
 
 @router.post("/db/query", dependencies=[Query_], summary="Run one read-only SQL statement")
-async def query(args: m.ExecuteQueryArgs, tools: DataToolsDep) -> m.QueryResult:
-    result: m.QueryResult = await _run(database.execute_query, tools, args)
+async def query(
+    args: m.ExecuteQueryArgs, tools: DataToolsDep, caller: PrincipalDep
+) -> m.QueryResult:
+    result: m.QueryResult = await _run("execute_query", tools, args, caller)
     return result
 
 
 @router.get("/db/tables", dependencies=[Query_], summary="List tables and views")
 async def tables(
-    tools: DataToolsDep, database_name: DatabaseParam = None, schema_name: SchemaParam = None
+    tools: DataToolsDep,
+    caller: PrincipalDep,
+    database_name: DatabaseParam = None,
+    schema_name: SchemaParam = None,
 ) -> m.TableList:
     args = _args(m.ListTablesArgs, database=database_name, schema_name=schema_name)
-    result: m.TableList = await _run(database.list_tables, tools, args)
+    result: m.TableList = await _run("list_tables", tools, args, caller)
     return result
 
 
@@ -102,11 +105,12 @@ async def tables(
 async def describe(
     table: str,
     tools: DataToolsDep,
+    caller: PrincipalDep,
     database_name: DatabaseParam = None,
     schema_name: SchemaParam = None,
 ) -> m.TableDescription:
     args = _args(m.TableArgs, table=table, database=database_name, schema_name=schema_name)
-    result: m.TableDescription = await _run(database.describe_table, tools, args)
+    result: m.TableDescription = await _run("describe_table", tools, args, caller)
     return result
 
 
@@ -114,11 +118,12 @@ async def describe(
 async def schema(
     table: str,
     tools: DataToolsDep,
+    caller: PrincipalDep,
     database_name: DatabaseParam = None,
     schema_name: SchemaParam = None,
 ) -> m.TableSchema:
     args = _args(m.TableArgs, table=table, database=database_name, schema_name=schema_name)
-    result: m.TableSchema = await _run(database.get_schema, tools, args)
+    result: m.TableSchema = await _run("get_schema", tools, args, caller)
     return result
 
 
@@ -126,12 +131,13 @@ async def schema(
 async def sample(
     table: str,
     tools: DataToolsDep,
+    caller: PrincipalDep,
     n: int = 10,
     database_name: DatabaseParam = None,
     schema_name: SchemaParam = None,
 ) -> m.QueryResult:
     args = _args(m.SampleArgs, table=table, n=n, database=database_name, schema_name=schema_name)
-    result: m.QueryResult = await _run(database.get_table_sample, tools, args)
+    result: m.QueryResult = await _run("get_table_sample", tools, args, caller)
     return result
 
 
@@ -139,32 +145,40 @@ async def sample(
 
 
 @router.post("/storage/read", dependencies=[Read], summary="Read a text file (or base64 bytes)")
-async def read_file(args: m.ReadFileArgs, tools: DataToolsDep) -> m.FileContent:
-    result: m.FileContent = await _run(storage.read_file, tools, args)
+async def read_file(
+    args: m.ReadFileArgs, tools: DataToolsDep, caller: PrincipalDep
+) -> m.FileContent:
+    result: m.FileContent = await _run("read_file", tools, args, caller)
     return result
 
 
 @router.post("/storage/read_csv", dependencies=[Read], summary="Rows and types of a CSV file")
-async def read_csv(args: m.ReadTableArgs, tools: DataToolsDep) -> m.TableData:
-    result: m.TableData = await _run(storage.read_csv, tools, args)
+async def read_csv(args: m.ReadTableArgs, tools: DataToolsDep, caller: PrincipalDep) -> m.TableData:
+    result: m.TableData = await _run("read_csv", tools, args, caller)
     return result
 
 
 @router.post(
     "/storage/read_parquet", dependencies=[Read], summary="Rows and schema of a Parquet file"
 )
-async def read_parquet(args: m.ReadTableArgs, tools: DataToolsDep) -> m.TableData:
-    result: m.TableData = await _run(storage.read_parquet, tools, args)
+async def read_parquet(
+    args: m.ReadTableArgs, tools: DataToolsDep, caller: PrincipalDep
+) -> m.TableData:
+    result: m.TableData = await _run("read_parquet", tools, args, caller)
     return result
 
 
 @router.post("/storage/list", dependencies=[Lister], summary="Files with sizes and mtimes")
-async def list_files(args: m.ListFilesArgs, tools: DataToolsDep) -> m.FileList:
-    result: m.FileList = await _run(storage.list_files, tools, args)
+async def list_files(
+    args: m.ListFilesArgs, tools: DataToolsDep, caller: PrincipalDep
+) -> m.FileList:
+    result: m.FileList = await _run("list_files", tools, args, caller)
     return result
 
 
 @router.post("/storage/write", dependencies=[Write], summary="Write text or base64 bytes")
-async def write_file(args: m.WriteFileArgs, tools: DataToolsDep) -> m.WrittenFile:
-    result: m.WrittenFile = await _run(storage.write_file, tools, args)
+async def write_file(
+    args: m.WriteFileArgs, tools: DataToolsDep, caller: PrincipalDep
+) -> m.WrittenFile:
+    result: m.WrittenFile = await _run("write_file", tools, args, caller)
     return result

@@ -136,7 +136,12 @@ async def execute_cell(
             await intake_uploads(job, job_in.uploads, settings)
             inputs = tuple(InputFile(name=f.name, path=f.path, size=f.size) for f in job.files)
             return await sessions.execute(
-                session, code, inputs=inputs, timeout_s=job_in.timeout_s, live=live
+                session,
+                code,
+                caller=principal,
+                inputs=inputs,
+                timeout_s=job_in.timeout_s,
+                live=live,
             )
 
     if wants_event_stream(request):
@@ -199,7 +204,7 @@ async def install(
     settings: SettingsDep,
 ) -> InstallResponse:
     session = sessions.get(session_id, principal)
-    return await install_package(sessions, session, body.name, body.version, settings)
+    return await install_package(sessions, session, body.name, body.version, settings, principal)
 
 
 @router.post(
@@ -212,7 +217,9 @@ async def run_script(
     session_id: str, body: ScriptRequest, sessions: SessionsDep, principal: PrincipalDep
 ) -> CellResponse:
     session = sessions.get(session_id, principal)
-    return await sessions.run_script(session, body.path, body.args, timeout_s=body.timeout_s)
+    return await sessions.run_script(
+        session, body.path, body.args, caller=principal, timeout_s=body.timeout_s
+    )
 
 
 @router.get("/{session_id}/environment", summary="Python, packages, limits, engine, isolation")
