@@ -33,12 +33,20 @@ class Frames:
 
 
 def _start(workdir: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    # A private temp dir, as a sandbox's /tmp is: a session keeps its installs there.
+    private_tmp = workdir.parent / f"{workdir.name}-tmp"
+    private_tmp.mkdir(exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={"PYC_PREIMPORT": "", "PATH": os.environ["PATH"], **(env or {})},
+        env={
+            "PYC_PREIMPORT": "",
+            "PATH": os.environ["PATH"],
+            "TMPDIR": str(private_tmp),
+            **(env or {}),
+        },
     )
 
 
