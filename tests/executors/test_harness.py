@@ -329,6 +329,59 @@ def test_default_preimport_makes_pandas_warm(workdir: Path) -> None:
     assert read_header(io.BytesIO(proc.stdout).read)["stdout"] == "True True\n"
 
 
+def test_the_script_process_is_forked_before_the_request_arrives(workdir: Path) -> None:
+    """The fork of a pandas-sized interpreter is paid while the sandbox waits: the process
+    that runs the script already existed when the request was sent, half a second later."""
+    code = (
+        "import os, time\n"
+        "ticks = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])\n"
+        "up = float(open('/proc/uptime').read().split()[0])\n"
+        "print(round(up - ticks / os.sysconf('SC_CLK_TCK'), 2))\n"
+    )
+    frame = encode_header({"code": code, "files": [], "timeout_s": 20, "limits": DEFAULT_LIMITS})
+    proc = subprocess.Popen(
+        [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PYC_PREIMPORT": "", "PYC_HELLO": "1", "PATH": os.environ["PATH"]},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert read_header(proc.stdout.read)["ready"] is True
+        time.sleep(0.6)
+        out, _ = proc.communicate(frame, timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    header = read_header(io.BytesIO(out).read)
+    assert header["exit_code"] == 0, header
+    age = float(header["stdout"])
+    assert age >= 0.5, f"the script's process is {age} s old: forked on request"
+
+
+def test_an_unused_prefork_exits_with_the_harness(workdir: Path) -> None:
+    """A request that never comes (or cannot be read) leaves no waiting child behind."""
+    proc = subprocess.Popen(
+        [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PYC_PREIMPORT": "", "PYC_HELLO": "1", "PATH": os.environ["PATH"]},
+    )
+    assert proc.stdout is not None
+    try:
+        assert read_header(proc.stdout.read)["ready"] is True
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1  # the pre-forked script process, waiting
+        _, err = proc.communicate(b"NOPE" + b"\x00" * 20, timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 2 and b"unreadable request" in err
+    assert not Path(f"/proc/{children[0]}").exists()
+
+
 def test_garbage_request_exits_without_a_frame(workdir: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
