@@ -23,9 +23,11 @@ import builtins
 import codecs
 import contextlib
 import ctypes
+import fcntl
 import functools
 import json
 import os
+import re
 import resource
 import selectors
 import signal
@@ -284,18 +286,21 @@ def run_child(
         _child_exit(status)
 
 
-def _child_setup(out_w: int, err_w: int, keep: int | None = None) -> None:
+def _child_setup(out_w: int, err_w: int, keep: tuple[int, ...] = ()) -> None:
     """The part of becoming the script that needs no request: its own process group, the
     output pipes as stdout/stderr, every other descriptor closed (the result channel first
-    among them; ``keep`` becomes fd 3)."""
+    among them; ``keep`` become fds 3, 4, ..., closed on exec)."""
     os.setpgid(0, 0)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    if keep is not None:
-        os.dup2(keep, 3)
-    os.closerange(3 if keep is None else 4, _max_fd())
+    # Copies above the targets first (a kept fd may sit on another's target number).
+    above = 3 + len(keep)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in keep]
+    for i, fd in enumerate(high):
+        os.dup2(fd, 3 + i, inheritable=False)
+    os.closerange(3 + len(keep), _max_fd())
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _set_dumpable(True)  # /proc/self works again; the parent (PID 1) stays non-dumpable
     _prefer_as_oom_victim()
@@ -316,10 +321,24 @@ def _child_run(
     return _exec_script(code, workdir, script, argv, extra_path)
 
 
-def _child_exit(status: int) -> None:
+def _child_exit(status: int, done: tuple[int, os.stat_result] | None = None) -> None:
+    """Flush and exit. ``done``: the completion pipe (fd, its stat when set up). The script's
+    output is closed and its status sent there first, so the harness can answer while the
+    kernel is still tearing down this process's memory (milliseconds for an interpreter
+    that imported pandas). Sent only if that fd is still the pipe: a script that closed it
+    may have opened a file of its own there."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
+    if done is not None:
+        fd, was = done
+        with contextlib.suppress(OSError):
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (was.st_dev, was.st_ino):
+                for out in (1, 2):
+                    with contextlib.suppress(OSError):
+                        os.close(out)
+                os.write(fd, f"done {status & 0xFF}\n".encode())
     os._exit(status)
 
 
@@ -335,29 +354,35 @@ class Prefork:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         go_r, go_w = os.pipe()
+        done_r, done_w = os.pipe()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
         if pid == 0:
-            for fd in (out_r, err_r, go_w):
+            for fd in (out_r, err_r, go_w, done_r):
                 os.close(fd)
-            self._child(out_w, err_w, go_r)
+            self._child(out_w, err_w, go_r, done_w)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
-        for fd in (out_w, err_w, go_r):
+        for fd in (out_w, err_w, go_r, done_w):
             os.close(fd)
-        self.pid, self.out_r, self.err_r, self._go_w = pid, out_r, err_r, go_w
+        self.pid, self.out_r, self.err_r, self.done_r = pid, out_r, err_r, done_r
+        self._go_w = go_w
         self.used = False
 
     @staticmethod
-    def _child(out_w: int, err_w: int, go_r: int) -> None:
+    def _child(out_w: int, err_w: int, go_r: int, done_w: int) -> None:
         status = 1
+        done: tuple[int, os.stat_result] | None = None
         try:
-            _child_setup(out_w, err_w, keep=go_r)
+            # fd 3: the completion pipe, the one descriptor the script sees beyond 0-2;
+            # fd 4: the request, closed before the script runs.
+            _child_setup(out_w, err_w, keep=(done_w, go_r))
+            done = (3, os.fstat(3))
             chunks = []
-            while chunk := os.read(3, 1 << 16):
+            while chunk := os.read(4, 1 << 16):
                 chunks.append(chunk)
-            os.close(3)
+            os.close(4)
             if not chunks:  # cancelled: the request never came, or went elsewhere
                 os._exit(0)
             go = json.loads(b"".join(chunks))
@@ -373,7 +398,7 @@ class Prefork:
             with contextlib.suppress(BaseException):
                 traceback.print_exc()
         finally:
-            _child_exit(status)
+            _child_exit(status, done)
 
     def start(
         self,
@@ -406,7 +431,7 @@ class Prefork:
         self.used = True
         os.close(self._go_w)
         self._go_w = -1
-        for fd in (self.out_r, self.err_r):
+        for fd in (self.out_r, self.err_r, self.done_r):
             with contextlib.suppress(OSError):
                 os.close(fd)
         _wait_blocking(self.pid)
@@ -622,15 +647,19 @@ def supervise(
     err: Capture,
     timeout_s: float | None,
     relay: Relay | None = None,
+    done_r: int | None = None,
 ) -> Outcome:
     """Drain both pipes, enforce the timeout, reap the child and anything it left behind;
-    ``relay`` (streaming) gets its due flushes on the way."""
+    ``relay`` (streaming) gets its due flushes on the way. ``done_r``: the pre-forked
+    child's completion pipe (its exit status, sent before its slow teardown)."""
     started = time.monotonic()
     deadline = started + timeout_s if timeout_s is not None else None
     outcome = Outcome()
     sel = selectors.DefaultSelector()
     sel.register(out_r, selectors.EVENT_READ, out)
     sel.register(err_r, selectors.EVENT_READ, err)
+    if done_r is not None:
+        sel.register(done_r, selectors.EVENT_READ, DONE)
     pidfd: int | None = None
     try:
         pidfd = os.pidfd_open(pid)
@@ -672,6 +701,15 @@ def supervise(
             for key, _ in sel.select(None if wait is None else max(wait, 0.0)):
                 if key.data is None:
                     continue  # the pidfd: the loop's wait check picks the exit up
+                if key.data is DONE:
+                    sel.unregister(key.fd)
+                    code = _done_status(key.fd)
+                    if code is not None and outcome.status is None:
+                        outcome.status = code << 8  # as waitpid would report the exit
+                        outcome.duration_s = time.monotonic() - started
+                        kill_tree(pid)
+                        drain_until = time.monotonic() + DRAIN_GRACE_S
+                    continue
                 try:
                     chunk = os.read(key.fd, CHUNK)
                 except BlockingIOError:
@@ -691,6 +729,21 @@ def supervise(
             outcome.status = stop_script(pid)
         reap_orphans()
     return outcome
+
+
+DONE = object()  # the selector's tag for the completion pipe
+_DONE_LINE = re.compile(rb"done (\d{1,3})\n")
+
+
+def _done_status(fd: int) -> int | None:
+    """The exit status the child sent, or None (nothing, or not our message: the script can
+    write there too, and then its result is only what it wrote)."""
+    try:
+        data = os.read(fd, 64)
+    except OSError:
+        return None
+    match = _DONE_LINE.fullmatch(data)
+    return int(match.group(1)) & 0xFF if match else None
 
 
 def _wait_nohang(pid: int) -> int | None:
@@ -841,8 +894,9 @@ def run_request(
         with open(script_path, "x", encoding="utf-8") as f:
             f.write(code)
     before = snapshot(workdir)
+    done_r: int | None = None
     if prefork is not None:
-        pid, out_r, err_r = prefork.pid, prefork.out_r, prefork.err_r
+        pid, out_r, err_r, done_r = prefork.pid, prefork.out_r, prefork.err_r, prefork.done_r
         prefork.start(code, workdir, limits, script or SCRIPT_NAME, argv, extra_path)
     else:
         out_r, out_w = os.pipe()
@@ -861,10 +915,10 @@ def run_request(
     for fd in (out_r, err_r):
         os.set_blocking(fd, False)
     try:
-        outcome = supervise(pid, out_r, err_r, out, err, timeout_s, relay)
+        outcome = supervise(pid, out_r, err_r, out, err, timeout_s, relay, done_r)
     finally:
-        os.close(out_r)
-        os.close(err_r)
+        for fd in (out_r, err_r) if done_r is None else (out_r, err_r, done_r):
+            os.close(fd)
     if relay is not None:
         relay.flush(final=True)  # before collecting: the output is complete now
     result: dict[str, Any] = {

@@ -298,9 +298,32 @@ def test_rlimit_nofile(workdir: Path) -> None:
 
 
 def test_the_script_cannot_see_the_result_channel(workdir: Path) -> None:
-    # only 0, 1, 2 and the directory listing itself are open in the child
-    h = run_harness(workdir, "import os\nprint(sorted(os.listdir('/proc/self/fd')))").header
-    assert h["stdout"] == "['0', '1', '2', '3']\n"
+    # Open in the script: 0, 1, 2, the completion pipe (3, closed on exec) and the listing.
+    code = (
+        "import os, stat\n"
+        "print(sorted(os.listdir('/proc/self/fd')))\n"
+        "print(stat.S_ISFIFO(os.fstat(3).st_mode), os.get_inheritable(3))\n"
+    )
+    h = run_harness(workdir, code).header
+    assert h["stdout"] == "['0', '1', '2', '3', '4']\nTrue False\n"
+
+
+def test_the_completion_pipe_only_speaks_for_the_script(workdir: Path) -> None:
+    """What a script writes there decides only its own result: a forged "done" ends it as
+    that status (it could have exited so), garbage is ignored, and a file the script opened
+    in its place gets nothing of ours."""
+    forged = run_harness(workdir, "import os, time\nos.write(3, b'done 0\\n')\ntime.sleep(30)")
+    assert forged.header["exit_code"] == 0 and forged.header["timed_out"] is False
+    assert forged.wall_s < 5  # ended by its own message, not by the 10 s timeout
+    garbage = run_harness(workdir, "import os\nos.write(3, b'nonsense')\nraise SystemExit(3)")
+    assert garbage.header["exit_code"] == 3
+    replaced = run_harness(
+        workdir,
+        "import os\nos.close(3)\nf = open('mine.txt', 'w')\nassert f.fileno() == 3\n"
+        "f.write('only mine')\nf.flush()",
+    )
+    assert replaced.header["exit_code"] == 0
+    assert replaced.files["mine.txt"] == b"only mine"
 
 
 def test_preimport_is_done_before_the_request_and_failures_only_logged(workdir: Path) -> None:
