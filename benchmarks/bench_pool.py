@@ -302,7 +302,8 @@ def idle_memory_mb(engine: str) -> float | None:
             return statistics.median(usages) if usages else None
         finally:
             client.close()
-    totals = []
+    pss: dict[int, float] = {}
+    parent: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -310,11 +311,19 @@ def idle_memory_mb(engine: str) -> float | None:
             cmd = (proc / "cmdline").read_bytes()
             if b"harness.py" not in cmd or b"bwrap" in cmd or b"setpriv" in cmd:
                 continue
+            stat = (proc / "stat").read_text()
+            parent[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
             for line in (proc / "smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    totals.append(int(line.split()[1]) / 1024)
-        except OSError:
+                    pss[int(proc.name)] = int(line.split()[1]) / 1024
+        except (OSError, ValueError):
             continue
+    # One sandbox: a harness and the script process it forked ahead (a child of it).
+    trees: dict[int, float] = {}
+    for pid, mb in pss.items():
+        root = parent[pid] if parent.get(pid) in pss else pid
+        trees[root] = trees.get(root, 0.0) + mb
+    totals = list(trees.values())
     return statistics.median(totals) if totals else None
 
 
