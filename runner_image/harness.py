@@ -321,17 +321,19 @@ def _child_run(
     return _exec_script(code, workdir, script, argv, extra_path)
 
 
-def _child_exit(status: int, done: tuple[int, os.stat_result] | None = None) -> None:
-    """Flush and exit. ``done``: the completion pipe (fd, its stat when set up). The script's
-    output is closed and its status sent there first, so the harness can answer while the
-    kernel is still tearing down this process's memory (milliseconds for an interpreter
-    that imported pandas). Sent only if that fd is still the pipe: a script that closed it
-    may have opened a file of its own there."""
+def _child_exit(status: int, done: tuple[int, os.stat_result, int] | None = None) -> None:
+    """Flush and exit. ``done``: the completion pipe (fd, its stat when set up, the pid of
+    the script's process). The script's output is closed and its status sent there first,
+    so the harness can answer while the kernel is still tearing down this process's memory
+    (milliseconds for an interpreter that imported pandas). Sent only by that process (a
+    child the script forked may run to the end of the script too, and must not speak for
+    it) and only if that fd is still the pipe (a script that closed it may have opened a
+    file of its own there)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
-    if done is not None:
-        fd, was = done
+    if done is not None and os.getpid() == done[2]:
+        fd, was, _pid = done
         with contextlib.suppress(OSError):
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) == (was.st_dev, was.st_ino):
@@ -373,12 +375,12 @@ class Prefork:
     @staticmethod
     def _child(out_w: int, err_w: int, go_r: int, done_w: int) -> None:
         status = 1
-        done: tuple[int, os.stat_result] | None = None
+        done: tuple[int, os.stat_result, int] | None = None
         try:
             # fd 3: the completion pipe, the one descriptor the script sees beyond 0-2;
             # fd 4: the request, closed before the script runs.
             _child_setup(out_w, err_w, keep=(done_w, go_r))
-            done = (3, os.fstat(3))
+            done = (3, os.fstat(3), os.getpid())
             chunks = []
             while chunk := os.read(4, 1 << 16):
                 chunks.append(chunk)
@@ -784,25 +786,28 @@ def kill_tree(pid: int) -> None:
     # Elsewhere we are a subreaper, so escaped descendants become our children. SIGKILL is
     # delivered asynchronously: keep going until every one is dead *and reaped* (a zombie
     # still counts as a child), or give up after ~2 s (a process stuck in the kernel).
+    # Descendants, not only children: the script may still be alive (it reported its end on
+    # the completion pipe and is being torn down), and what it started is then its child.
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
-        children = _children_of(os.getpid()) - SPARED
-        children.discard(pid)
-        if not children:
+        left = _descendants_of(os.getpid()) - SPARED
+        left.discard(pid)
+        if not left:
             return
-        for child in children:
+        for child in left:
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
         time.sleep(0.005)
         reap_orphans()
 
 
-def _children_of(parent: int) -> set[int]:
-    found: set[int] = set()
+def _descendants_of(root: int) -> set[int]:
+    """Every process below ``root`` (zombies included: gone only once reaped)."""
+    parents: dict[int, int] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return found
+        return set()
     for name in names:
         if not name.isdigit():
             continue
@@ -813,8 +818,13 @@ def _children_of(parent: int) -> set[int]:
             continue
         # Fields after the ")" that closes the command name: state, ppid, ...
         fields = raw[raw.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
-            found.add(int(name))
+        if len(fields) > 1:
+            parents[int(name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
     return found
 
 

@@ -317,6 +317,15 @@ def test_the_completion_pipe_only_speaks_for_the_script(workdir: Path) -> None:
     assert forged.wall_s < 5  # ended by its own message, not by the 10 s timeout
     garbage = run_harness(workdir, "import os\nos.write(3, b'nonsense')\nraise SystemExit(3)")
     assert garbage.header["exit_code"] == 3
+    # A child the script forks runs on to the end of the script too: it does not speak for
+    # the script, which finishes after it.
+    forked = run_harness(
+        workdir,
+        "import os, time\nchild = os.fork()\nif child:\n    os.waitpid(child, 0)\n"
+        "    time.sleep(0.5)\n    print('parent done')\nelse:\n    print('child done')",
+    )
+    assert forked.header["exit_code"] == 0
+    assert forked.header["stdout"].splitlines() == ["child done", "parent done"]
     replaced = run_harness(
         workdir,
         "import os\nos.close(3)\nf = open('mine.txt', 'w')\nassert f.fileno() == 3\n"

@@ -141,7 +141,9 @@ def test_status_shows_the_filter_and_no_fd_leaks_into_the_script(box: Sandbox) -
     assert status == "['Seccomp:\\t2', 'NoNewPrivs:\\t1']" or status == (
         "['NoNewPrivs:\\t1', 'Seccomp:\\t2']"
     )
-    assert fds == "[(0, '/dev/'), (1, 'pipe:'), (2, 'pipe:')]"
+    # 0-2 and the harness's completion pipe (3: close-on-exec, it only carries the
+    # script's own exit status); no result channel, no upload, no gateway descriptor.
+    assert fds == "[(0, '/dev/'), (1, 'pipe:'), (2, 'pipe:'), (3, 'pipe:')]"
 
 
 # --------------------------------------------------------------------------- still works
