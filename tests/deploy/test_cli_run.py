@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from service import cli_run
 from service.cli import build_parser, main
+from service.cli import run as cli_run
 from service.models import ExecutionResponse
 from service.settings import get_settings
 from tests.deploy.gateway import REPO, free_port

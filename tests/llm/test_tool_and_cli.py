@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli_ask import ask_command
+from service.cli.ask import ask_command
 from service.settings import Settings, get_settings
 from service.tool import PYTHON_CODER_TOOL, execute_code_task
 from tests.datafiles import employees_csv

@@ -18,7 +18,7 @@ import httpx
 
 from files.errors import IntakeError
 from service.cli import api_key_for
-from service.cli_run import make_out_dir
+from service.cli.run import make_out_dir
 from service.client import GatewayError, safe_target
 from service.errors import PythonCoderError
 from service.settings import get_settings

@@ -1,14 +1,14 @@
 """The ``python-coder`` command: serve, build-runner, run, ask, mcp, doctor, keys.
 
-Each subcommand lives in its own module and is imported only when used, so ``--help`` and
-``serve`` stay fast.
+The parser and the shared helpers live here; ``run``, ``ask`` and ``keys`` are modules of
+this package, the others (``serve``, ``doctor``, ``build-runner``, ``mcp``) belong to the
+parts they drive. Each is imported only when used, so ``--help`` and ``serve`` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 
 from service.executors.registry import ENGINE_CHOICES
@@ -27,13 +27,13 @@ def _build_runner(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from service.cli_run import run_command
+    from service.cli.run import run_command
 
     return run_command(args)
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from service.cli_ask import ask_command
+    from service.cli.ask import ask_command
 
     return ask_command(args)
 
@@ -45,7 +45,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from service.cli_keys import keys_command
+    from service.cli.keys import keys_command
 
     return keys_command(args)
 
@@ -85,7 +85,11 @@ def api_key_for(args: argparse.Namespace) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python-coder", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python-coder",
+        description="A sandboxed Python execution service: serve it, build its runner, run "
+        "scripts and questions through it, manage its API keys.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the HTTP gateway")
@@ -173,7 +177,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
