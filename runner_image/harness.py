@@ -264,28 +264,6 @@ def _limit(limits: dict[str, Any], key: str) -> int | None:
 # --------------------------------------------------------------------------- the child
 
 
-def run_child(
-    code: str,
-    workdir: str,
-    limits: dict[str, Any],
-    out_w: int,
-    err_w: int,
-    script: str = SCRIPT_NAME,
-    argv: list[str] | None = None,
-    extra_path: tuple[str, ...] = (),
-) -> None:
-    """In the forked child: become the script. Never returns."""
-    status = 1
-    try:
-        _child_setup(out_w, err_w)
-        status = _child_run(code, workdir, limits, script, argv, extra_path)
-    except BaseException:  # setup failed: say why on the script's stderr
-        with contextlib.suppress(BaseException):
-            traceback.print_exc()
-    finally:
-        _child_exit(status)
-
-
 def _child_setup(out_w: int, err_w: int, keep: tuple[int, ...] = ()) -> None:
     """The part of becoming the script that needs no request: its own process group, the
     output pipes as stdout/stderr, every other descriptor closed (the result channel first
@@ -306,19 +284,16 @@ def _child_setup(out_w: int, err_w: int, keep: tuple[int, ...] = ()) -> None:
     _prefer_as_oom_victim()
 
 
-def _child_run(
-    code: str,
-    workdir: str,
-    limits: dict[str, Any],
-    script: str,
-    argv: list[str] | None,
-    extra_path: tuple[str, ...],
-) -> int:
-    """The request's part: its limits, fresh random state, its work dir, then the script."""
+def _child_run(launch: dict[str, Any]) -> int:
+    """The request's part: its limits, fresh random state, its work dir, then the script.
+    ``launch``: what ``Prefork.start`` sent (code, workdir, limits, script, argv, extra_path)."""
+    limits, workdir = launch["limits"], launch["workdir"]
     _apply_rlimits(limits)
     _reseed()
     os.chdir(workdir)
-    return _exec_script(code, workdir, script, argv, extra_path)
+    return _exec_script(
+        launch["code"], workdir, launch["script"], launch["argv"], tuple(launch["extra_path"])
+    )
 
 
 def _child_exit(status: int, done: tuple[int, os.stat_result, int] | None = None) -> None:
@@ -387,15 +362,7 @@ class Prefork:
             os.close(4)
             if not chunks:  # cancelled: the request never came, or went elsewhere
                 os._exit(0)
-            go = json.loads(b"".join(chunks))
-            status = _child_run(
-                go["code"],
-                go["workdir"],
-                go["limits"],
-                go["script"],
-                go["argv"],
-                tuple(go["extra_path"]),
-            )
+            status = _child_run(json.loads(b"".join(chunks)))
         except BaseException:
             with contextlib.suppress(BaseException):
                 traceback.print_exc()
@@ -412,7 +379,7 @@ class Prefork:
         extra_path: tuple[str, ...],
     ) -> None:
         self.used = True  # from here on the pipes are run_request's to close
-        go = {
+        launch = {
             "code": code,
             "workdir": workdir,
             "limits": limits,
@@ -421,7 +388,7 @@ class Prefork:
             "extra_path": list(extra_path),
         }
         try:
-            _write_all(self._go_w, json.dumps(go).encode())
+            _write_all(self._go_w, json.dumps(launch).encode())
         finally:
             os.close(self._go_w)
             self._go_w = -1
@@ -881,7 +848,7 @@ def run_request(
 
     ``script``: run that file of the work dir (a session's ``run_script``) with ``argv``
     instead of the request's code. ``relay``: stream the output as it comes. ``prefork``:
-    the script's process, already forked (it is used or cancelled here)."""
+    the script's process, forked ahead (one-shot mode); forked here when there is none."""
     code = header.get("code")
     if script is not None:
         with open(os.path.join(workdir, check_name(script)), encoding="utf-8") as f:
@@ -904,30 +871,16 @@ def run_request(
         with open(script_path, "x", encoding="utf-8") as f:
             f.write(code)
     before = snapshot(workdir)
-    done_r: int | None = None
-    if prefork is not None:
-        pid, out_r, err_r, done_r = prefork.pid, prefork.out_r, prefork.err_r, prefork.done_r
-        prefork.start(code, workdir, limits, script or SCRIPT_NAME, argv, extra_path)
-    else:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        pid = os.fork()
-        if pid == 0:
-            os.close(out_r)
-            os.close(err_r)
-            run_child(code, workdir, limits, out_w, err_w, script or SCRIPT_NAME, argv, extra_path)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
-        os.close(out_w)
-        os.close(err_w)
+    if prefork is None:  # none waiting (a session's script): fork one now
+        prefork = Prefork()
+    pid, out_r, err_r, done_r = prefork.pid, prefork.out_r, prefork.err_r, prefork.done_r
+    prefork.start(code, workdir, limits, script or SCRIPT_NAME, argv, extra_path)
     for fd in (out_r, err_r):
         os.set_blocking(fd, False)
     try:
         outcome = supervise(pid, out_r, err_r, out, err, timeout_s, relay, done_r)
     finally:
-        for fd in (out_r, err_r) if done_r is None else (out_r, err_r, done_r):
+        for fd in (out_r, err_r, done_r):
             os.close(fd)
     if relay is not None:
         relay.flush(final=True)  # before collecting: the output is complete now
