@@ -361,6 +361,20 @@ def test_default_preimport_makes_pandas_warm(workdir: Path) -> None:
     assert read_header(io.BytesIO(proc.stdout).read)["stdout"] == "True True\n"
 
 
+def start_ready_harness(workdir: Path) -> subprocess.Popen[bytes]:
+    """A harness as a pooled sandbox holds it: started, its ready frame already read."""
+    proc = subprocess.Popen(
+        [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PYC_PREIMPORT": "", "PYC_HELLO": "1", "PATH": os.environ["PATH"]},
+    )
+    assert proc.stdout is not None
+    assert read_header(proc.stdout.read)["ready"] is True
+    return proc
+
+
 def test_the_script_process_is_forked_before_the_request_arrives(workdir: Path) -> None:
     """The fork of a pandas-sized interpreter is paid while the sandbox waits: the process
     that runs the script already existed when the request was sent, half a second later."""
@@ -371,16 +385,8 @@ def test_the_script_process_is_forked_before_the_request_arrives(workdir: Path) 
         "print(round(up - ticks / os.sysconf('SC_CLK_TCK'), 2))\n"
     )
     frame = encode_header({"code": code, "files": [], "timeout_s": 20, "limits": DEFAULT_LIMITS})
-    proc = subprocess.Popen(
-        [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={"PYC_PREIMPORT": "", "PYC_HELLO": "1", "PATH": os.environ["PATH"]},
-    )
-    assert proc.stdin is not None and proc.stdout is not None
+    proc = start_ready_harness(workdir)
     try:
-        assert read_header(proc.stdout.read)["ready"] is True
         time.sleep(0.6)
         out, _ = proc.communicate(frame, timeout=30)
     finally:
@@ -394,16 +400,8 @@ def test_the_script_process_is_forked_before_the_request_arrives(workdir: Path) 
 
 def test_an_unused_prefork_exits_with_the_harness(workdir: Path) -> None:
     """A request that never comes (or cannot be read) leaves no waiting child behind."""
-    proc = subprocess.Popen(
-        [sys.executable, "-s", "-E", str(HARNESS), str(workdir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={"PYC_PREIMPORT": "", "PYC_HELLO": "1", "PATH": os.environ["PATH"]},
-    )
-    assert proc.stdout is not None
+    proc = start_ready_harness(workdir)
     try:
-        assert read_header(proc.stdout.read)["ready"] is True
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 1  # the pre-forked script process, waiting
         _, err = proc.communicate(b"NOPE" + b"\x00" * 20, timeout=30)
