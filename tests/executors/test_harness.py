@@ -345,6 +345,21 @@ def test_preimport_is_done_before_the_request_and_failures_only_logged(workdir: 
     assert "pre-import of no_such_module_xyz failed" in out.diagnostics
 
 
+def test_the_script_runs_with_the_collector_on_and_the_preimports_frozen(
+    workdir: Path,
+) -> None:
+    # The harness pauses the collector for the pre-import only: the script's own cycles are
+    # collected, and what the harness imported is in the permanent generation.
+    code = (
+        "import gc\n"
+        "class Node:\n    pass\n"
+        "a, b = Node(), Node()\na.other, b.other = b, a\ndel a, b\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000, gc.collect() >= 2)"
+    )
+    out = run_harness(workdir, code, env={"PYC_PREIMPORT": "json, decimal"})
+    assert out.header["stdout"] == "True True True\n", out.diagnostics
+
+
 def test_default_preimport_makes_pandas_warm(workdir: Path) -> None:
     # imported before the script's first line ran, i.e. before the request was read
     code = "import sys\nprint('pandas' in sys.modules, 'numpy' in sys.modules)\n"
