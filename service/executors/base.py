@@ -246,13 +246,16 @@ class Executor(ABC):
         input_room: int = 0,
         tag: str | None = None,
         session: bool = False,
+        background: bool = False,
     ) -> Sandbox:
         """A started sandbox waiting for one request, its ``preimport`` modules imported.
 
         ``input_room``: bytes of inputs it must make room for (engines that charge the work
         dir to the memory limit); ``tag``: a cold run's job id, for names and labels;
-        ``session``: the harness serves frames until its stdin ends (``open_session``).
-        Raises ``EngineUnavailable``/``ExecutorError``/``RunnerImageMissing``.
+        ``session``: the harness serves frames until its stdin ends (``open_session``);
+        ``background``: provisioned ahead of any request (the pool): where the engine can,
+        it starts at a low CPU weight, so it yields the cores to the runs under way, and gets
+        the normal weight once it is ready. Raises ``EngineUnavailable``/``ExecutorError``/``RunnerImageMissing``.
         """
 
     def open_session(self, limits: RunLimits, *, tag: str) -> Sandbox:

@@ -17,6 +17,12 @@ served cold. Under a load the host cannot refill for, this keeps the number of i
 importing at once near the number of fillers instead of adding one cold start per request,
 all competing for the same cores.
 
+Background work yields to the request path: a replacement is provisioned, and a used
+sandbox disposed of, once no pooled run is in flight and the last one ended ``SETTLE_S``
+ago (its response is still being written), but never later than ``YIELD_MAX_S`` after it
+was due, and at once when the pool is empty. On two cores a provision started while a hit
+runs takes CPU (and the gateway's GIL) from exactly the request it replaces.
+
 Background threads keep it healthy: fillers provision up to the target (backing off while
 the engine fails, and starting again as soon as the keeper sees it answer after an outage,
 such as a daemon restart); the keeper replaces sandboxes that died, recycles ones older
@@ -55,6 +61,8 @@ BACKOFF_MAX_S = 30.0
 DISPOSERS = 2
 PRESSURE_WINDOW_S = 10.0
 EWMA_WEIGHT = 0.3  # of the newest sample, for provision and cold-start times
+SETTLE_S = 0.05  # after a pooled run ends, before background work starts
+YIELD_MAX_S = 0.25  # the longest background work waits for the request path
 
 
 @dataclass
@@ -95,6 +103,7 @@ class WarmPool:
         preimport: str = POOL_PREIMPORT,
         busy_preimport: str | None = POOL_PREIMPORT_BUSY,
         pressure_window_s: float = PRESSURE_WINDOW_S,
+        yield_max_s: float = YIELD_MAX_S,
         max_age_s: float = 600.0,
         fillers: int = 2,
         hooks: PoolHooks | None = None,
@@ -108,6 +117,7 @@ class WarmPool:
         self.preimport = preimport
         self.busy_preimport = busy_preimport if busy_preimport is not None else preimport
         self.pressure_window_s = pressure_window_s
+        self.yield_max_s = yield_max_s
         self.max_age_s = max_age_s
         self.hooks = hooks or _default_hooks()
         self.stats = PoolStats()
@@ -117,6 +127,8 @@ class WarmPool:
         self._provisioning = 0
         self._inflight: list[float] = []  # start times of the provisions under way
         self._waiting = 0  # requests waiting for one of them
+        self._serving = 0  # taken sandboxes whose run has not come back (``dispose``)
+        self._settled_at = 0.0  # when the request path is quiet again (monotonic)
         self._provision_s: float | None = None  # moving averages, seconds
         self._cold_s: float | None = None
         self._last_miss = 0.0
@@ -146,6 +158,7 @@ class WarmPool:
                 sandbox = self._pop_live()
                 if sandbox is not None:
                     self.stats.hits += 1
+                    self._serving += 1
                     if waited:
                         self.stats.waited += 1
                         self._grow()  # demand outran the pool even though this one waited
@@ -227,14 +240,36 @@ class WarmPool:
         self._cond.notify_all()
 
     def dispose(self, sandbox: Sandbox) -> None:
-        """Dispose of a used sandbox off the request path."""
+        """Give back a sandbox ``take`` handed out, its run over: it is disposed of off the
+        request path, once that is quiet."""
+        with self._cond:
+            self._serving -= 1
+            self._settled_at = time.monotonic() + SETTLE_S
+            self._cond.notify_all()
         self._dispose(sandbox)
 
     def _dispose(self, sandbox: Sandbox) -> None:
         try:
-            self._disposer.submit(_dispose_quietly, sandbox)
+            self._disposer.submit(self._dispose_when_quiet, sandbox)
         except RuntimeError:  # shut down: do it here
             _dispose_quietly(sandbox)
+
+    def _dispose_when_quiet(self, sandbox: Sandbox) -> None:
+        with self._cond:
+            self._yield_to_requests(even_if_empty=True)
+        _dispose_quietly(sandbox)
+
+    def _yield_to_requests(self, *, even_if_empty: bool = False) -> None:
+        """Called with the lock held: wait until no pooled run is in flight and the last one
+        settled, for at most ``yield_max_s``. A filler does not wait when the pool is empty
+        (requests are waiting for it, or soon will be); nobody waits once it is closed."""
+        deadline = time.monotonic() + self.yield_max_s
+        while not self._closed and (even_if_empty or self._idle):
+            now = time.monotonic()
+            quiet_at = self._settled_at if self._serving == 0 else deadline
+            if now >= min(quiet_at, deadline):
+                return
+            self._cond.wait(min(quiet_at, deadline) - now)
 
     # ------------------------------------------------------------------ background
 
@@ -251,8 +286,11 @@ class WarmPool:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closed or self._wanted())
+                self._yield_to_requests()
                 if self._closed:
                     return
+                if not self._wanted():  # another filler took it meanwhile
+                    continue
                 if recoveries != self._recoveries:  # the engine is back: no more waiting
                     recoveries, backoff = self._recoveries, 0.5
                 self._provisioning += 1
@@ -268,6 +306,7 @@ class WarmPool:
                     self.limits,
                     preimport=self.busy_preimport if busy else self.preimport,
                     input_room=self.input_room,
+                    background=True,
                 )
             except PythonCoderError as exc:
                 self._failed(exc.message)

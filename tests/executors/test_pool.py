@@ -6,6 +6,7 @@ them; the suite's leak check then finds no container or job dir of ours.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -410,3 +411,110 @@ def test_pool_settings_shape_the_registry_pool(tmp_path: Path) -> None:
         assert off.get(None).pool is None
     finally:
         off.close()
+
+
+def _cpu_weights(executor: Executor, sandbox: Sandbox | None = None) -> list[int]:
+    """The CPU weight of ``sandbox``, or of every sandbox of ``executor`` being provisioned."""
+    if executor.name == "docker":
+        from docker.errors import NotFound
+
+        from service.executors.docker.executor import DockerExecutor
+
+        assert isinstance(executor, DockerExecutor)
+        client = executor.client
+        if sandbox is not None:
+            ids = [sandbox.container_id]  # type: ignore[attr-defined]
+        else:
+            ids = [c["Id"] for c in client.containers(all=True, filters={"name": "pyc-pool"})]
+        weights = []
+        for container in ids:
+            with contextlib.suppress(NotFound):  # gone meanwhile
+                config = client.inspect_container(container)["HostConfig"]
+                weights.append(int(config["CpuShares"] or 1024))
+        return weights
+    from service.executors.local.cgroups import NORMAL_WEIGHT
+    from service.executors.local.executor import SubprocessExecutor
+
+    assert isinstance(executor, SubprocessExecutor)
+    support = executor._cgroups
+    if support is None:
+        pytest.skip("no per-job cgroups for the subprocess engine here (not root)")
+    name = "cpu.shares" if support.version == 1 else "cpu.weight"
+    if sandbox is not None:
+        dirs = [sandbox.cgroup.dirs["cpu" if support.version == 1 else "unified"]]  # type: ignore[attr-defined]
+    else:
+        parent = support.parents["cpu" if support.version == 1 else "unified"]
+        dirs = list(parent.glob("python-coder-pool-*"))
+    weights = []
+    for path in dirs:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            weights.append(int((path / name).read_text()) * 1024 // NORMAL_WEIGHT[support.version])
+    return weights
+
+
+def test_a_pooled_sandbox_imports_at_a_low_cpu_weight_and_serves_at_the_normal_one(
+    executor: Executor, make_request: MakeRequest
+) -> None:
+    # While it imports pandas it yields the cores to the runs under way; once ready it is
+    # as any other sandbox. A cold one (the request path) never starts low.
+    if executor.name == "docker" and not executor.lowers_priority():  # type: ignore[attr-defined]
+        pytest.skip("this docker runtime cannot update a container's CPU weight (runsc)")
+    box: dict[str, Sandbox] = {}
+    worker = threading.Thread(
+        target=lambda: box.setdefault(
+            "sandbox",
+            executor.provision(
+                RunLimits(timeout_s=20.0), preimport=POOL_PREIMPORT, background=True
+            ),
+        )
+    )
+    worker.start()
+    seen: set[int] = set()
+    while worker.is_alive():
+        seen.update(_cpu_weights(executor))
+        time.sleep(0.02)
+    worker.join()
+    sandbox = box["sandbox"]
+    try:
+        assert seen and min(seen) < 1024 // 8, seen  # low while it imported
+        assert _cpu_weights(executor, sandbox) == [1024]  # normal once ready
+        assert executor.serve(sandbox, make_request("print('served')")).stdout == "served\n"
+    finally:
+        sandbox.dispose()
+    cold = executor.provision(RunLimits(timeout_s=20.0), tag="coldweight")
+    try:
+        assert _cpu_weights(executor, cold) == [1024]
+    finally:
+        cold.dispose()
+
+
+def test_a_refill_waits_for_the_run_under_way_unless_the_pool_ran_dry(
+    executor: Executor, make_request: MakeRequest
+) -> None:
+    # Background work yields to the request path (here for up to a minute, so that waiting
+    # cannot be mistaken for a slow start): the replacement for a taken sandbox is not
+    # provisioned while its run is in flight, but right after; and at once if the pool is
+    # empty, since the next request would wait for it.
+    pool = make_pool(executor, minimum=2, maximum=2, yield_max_s=60.0)
+    held: list[Sandbox] = []
+    try:
+        wait_for(lambda: pool.snapshot()["idle"] == 2, what="the pool to fill")
+        first = pool.take(make_request("print(0)"))
+        assert first is not None
+        held.append(first)
+        time.sleep(1.0)
+        assert pool.snapshot()["provisioning"] == 0 and pool.stats.provisioned == 2
+        second = pool.take(make_request("print(0)"))  # the pool is empty now
+        assert second is not None
+        held.append(second)
+        wait_for(lambda: pool.snapshot()["provisioning"] > 0, timeout=5, what="a refill")
+        for sandbox in held:
+            pool.dispose(sandbox)
+        held.clear()
+        wait_for(lambda: pool.snapshot()["idle"] == 2, what="the refill after the runs")
+        assert pool.stats.provisioned == 4
+    finally:
+        for sandbox in held:
+            pool.dispose(sandbox)
+        executor.pool = None
+        pool.close()

@@ -77,6 +77,11 @@ API_VERSION = "1.41"
 # Sending the request: generous, but a wedged engine must not hang a worker thread forever.
 SEND_BASE_S = 30.0
 ASSUMED_BYTES_PER_S = 50 * 1024 * 1024
+# A pooled sandbox's CPU weight (cgroup cpu.shares) while it starts and imports, against the
+# default of every other container and of the gateway: it yields the cores to the runs under
+# way. Raised to the default once it is ready, before it can serve.
+BACKGROUND_CPU_SHARES = 64
+NORMAL_CPU_SHARES = 1024
 # Container start until the harness says it is ready (its pre-imports done); gVisor is slow.
 READY_TIMEOUT_S = 60.0
 PROTOCOL_LABEL = "io.python-coder.protocol"
@@ -421,7 +426,14 @@ class DockerExecutor(Executor):
             return engine_down(f"Docker engine went away while {doing}")
         return error
 
-    def _host_config(self, limits: RunLimits, input_room: int) -> dict[str, Any]:
+    def lowers_priority(self) -> bool:
+        """Can a pooled sandbox start at a low CPU weight and be raised once ready? The raise
+        is ``docker update``, which runc does and gVisor's ``runsc`` does not."""
+        return self.runtime in (None, "", "runc")
+
+    def _host_config(
+        self, limits: RunLimits, input_room: int, background: bool = False
+    ) -> dict[str, Any]:
         mount = "rw,nosuid,nodev,noexec"
         # Docker copies the image's directory mode onto a tmpfs but not its owner, so the
         # owner is set here: the work dir does not depend on how the image made /work.
@@ -444,6 +456,7 @@ class DockerExecutor(Executor):
             ],
             runtime=self.runtime,
             log_config=LogConfig(type="none"),
+            cpu_shares=BACKGROUND_CPU_SHARES if background else None,
         )
 
     # ------------------------------------------------------------------------- the port
@@ -456,6 +469,7 @@ class DockerExecutor(Executor):
         input_room: int = 0,
         tag: str | None = None,
         session: bool = False,
+        background: bool = False,
     ) -> DockerSandbox:
         """Create, attach, start, and wait for the harness's ready frame.
 
@@ -464,6 +478,7 @@ class DockerExecutor(Executor):
         """
         phases = Phases()
         self.applies_seccomp()  # learnt here, off the request path of a pooled sandbox
+        background = background and self.lowers_priority()
         name = container_name(tag or "pool")
         labels = {CONTAINER_LABEL: "1", SANDBOX_LABEL: name, GATEWAY_LABEL: GATEWAY_ID}
         if tag:
@@ -492,7 +507,7 @@ class DockerExecutor(Executor):
                     },
                     labels=labels,
                     stop_signal="SIGKILL",
-                    host_config=self._host_config(limits, input_room),
+                    host_config=self._host_config(limits, input_room, background),
                 )
                 container_id = created["Id"]
                 # Attached before start, so not a byte of output can be missed.
@@ -527,6 +542,11 @@ class DockerExecutor(Executor):
                     f"runner image {self.image} has no session mode (built from older runner "
                     "sources): rebuild it with `python-coder build-runner`"
                 )
+            if background:  # ready: it runs its request at the normal weight
+                try:
+                    self.client.update_container(container_id, cpu_shares=NORMAL_CPU_SHARES)
+                except (DockerException, requests.exceptions.RequestException) as exc:
+                    raise self._translate(exc, "raising the sandbox's CPU weight") from exc
             phases.start = time.monotonic() - mark
             sandbox = DockerSandbox(
                 self, container_id, name, attachment, demux, limits, input_room, phases

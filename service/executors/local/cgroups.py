@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
+# CPU weight of a sandbox provisioned ahead (the pool's) until it is ready, against the
+# kernel's default for every other group (v1 ``cpu.shares``, v2 ``cpu.weight``).
+BACKGROUND_WEIGHT = {1: 64, 2: 6}
+NORMAL_WEIGHT = {1: 1024, 2: 100}
 # Tasks the plumbing adds on top of the job's pids budget: /bin/sh -> bwrap (outer and
 # inner), setpriv/prlimit exec in place.
 PIDS_HEADROOM = 8
@@ -182,9 +186,17 @@ class JobCgroup:
 
     @classmethod
     def create(
-        cls, support: CgroupSupport, job: str, *, memory_bytes: int, pids: int, cpus: float
+        cls,
+        support: CgroupSupport,
+        job: str,
+        *,
+        memory_bytes: int,
+        pids: int,
+        cpus: float,
+        background: bool = False,
     ) -> JobCgroup:
-        """Make the cgroup with its limits; ``OSError`` (nothing left behind) if it fails."""
+        """Make the cgroup with its limits; ``OSError`` (nothing left behind) if it fails.
+        ``background``: at a low CPU weight until ``foreground()``."""
         name = f"python-coder-{job[:40]}-{secrets.token_hex(4)}"
         group = cls(support.version, {})
         try:
@@ -208,10 +220,22 @@ class JobCgroup:
                     _write(path / "memory.swap.max", 0)
                 _write(path / "pids.max", pids + PIDS_HEADROOM)
                 _write(path / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+            if background:
+                group._set_weight(BACKGROUND_WEIGHT[support.version])
         except OSError:
             group.close()
             raise
         return group
+
+    def foreground(self) -> None:
+        """Back to the default CPU weight (``OSError`` if the write fails)."""
+        self._set_weight(NORMAL_WEIGHT[self.version])
+
+    def _set_weight(self, weight: int) -> None:
+        if self.version == 1:
+            _write(self.dirs["cpu"] / "cpu.shares", weight)
+        else:
+            _write(self.dirs["unified"] / "cpu.weight", weight)
 
     @property
     def procs_files(self) -> list[Path]:

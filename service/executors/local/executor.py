@@ -458,6 +458,7 @@ class SubprocessExecutor(Executor):
         input_room: int = 0,
         tag: str | None = None,
         session: bool = False,
+        background: bool = False,
     ) -> LocalSandbox:
         weak = self.weak_sandbox()
         if weak is not None:
@@ -475,7 +476,9 @@ class SubprocessExecutor(Executor):
         cgroup: cgroups.JobCgroup | None = None
         try:
             if self._cgroups is not None:
-                cgroup = _job_cgroup(self._cgroups, tag or "pool", limits, input_room)
+                cgroup = _job_cgroup(
+                    self._cgroups, tag or "pool", limits, input_room, background=background
+                )
             prefix = f"{JOB_PREFIX}{_safe(tag or 'pool')}-"
             job_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
             layout = JobLayout.create(job_dir, uid, traversable=not iso.bwrap)
@@ -537,6 +540,8 @@ class SubprocessExecutor(Executor):
                 hello = _await_ready(proc.stdout, READY_TIMEOUT_S)
                 if session and hello.get("mode") != "session":
                     raise protocol.ProtocolError("the local harness has no session mode")
+                if background and cgroup is not None:
+                    cgroup.foreground()  # ready: it runs its request at the normal weight
             except (protocol.ProtocolError, OSError, TimeoutError) as exc:
                 sandbox.dispose()
                 raise ExecutorError(
@@ -560,7 +565,12 @@ class SubprocessExecutor(Executor):
 
 
 def _job_cgroup(
-    support: cgroups.CgroupSupport, tag: str, limits: RunLimits, input_room: int
+    support: cgroups.CgroupSupport,
+    tag: str,
+    limits: RunLimits,
+    input_room: int,
+    *,
+    background: bool = False,
 ) -> cgroups.JobCgroup:
     """A sandbox's cgroup: memory for the script plus room for its inputs (its tmpfs)."""
     try:
@@ -570,6 +580,7 @@ def _job_cgroup(
             memory_bytes=limits.memory_bytes + input_room,
             pids=limits.pids,
             cpus=limits.cpus,
+            background=background,
         )
     except OSError as exc:
         raise ExecutorError(f"cannot create the job's cgroup: {exc}") from exc
