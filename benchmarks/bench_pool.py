@@ -12,7 +12,11 @@ and measures, in this order:
    time (docker), or 4 concurrent bare sandboxes (subprocess: cold provision+run+dispose);
 3. pool refill (provisions per second while the throughput run drains it) and the idle
    memory of one pooled sandbox;
-4. gateway RSS over ``--rss-runs`` pooled runs (first and last tenth compared).
+4. gateway RSS over ``--rss-runs`` pooled runs (first and last tenth compared);
+5. with ``--cpu-requests N``: the host CPU one pooled pandas request costs, its sandbox's
+   provisioning and disposal included (N requests at 0.5/s, less the idle host's CPU),
+   against the CPU of one cold run of the same script measured during the cold churn. Two
+   cores divided by it is the request rate the host can sustain with single-use sandboxes.
 
     .venv/bin/python benchmarks/bench_pool.py [--engines docker,subprocess] [--runtime runsc]
 """
@@ -51,6 +55,33 @@ SCRIPTS = {
         "plt.plot([1, 2, 3], [3, 1, 2])\nplt.savefig('plot.png')\nprint('ok')"
     ),
 }
+
+
+def host_cpu_s() -> float:
+    """CPU-seconds the host has spent busy since boot (all cores, from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # less idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Host CPU-seconds spent while it is open, less what the idle host spends meanwhile."""
+
+    idle_per_s = 0.0
+
+    @classmethod
+    def calibrate(cls, seconds: float = 3.0) -> None:
+        start, began = host_cpu_s(), time.monotonic()
+        time.sleep(seconds)
+        cls.idle_per_s = (host_cpu_s() - start) / (time.monotonic() - began)
+
+    def __enter__(self) -> CpuMeter:
+        self.start, self.began = host_cpu_s(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.monotonic() - self.began
+        self.cpu_s = host_cpu_s() - self.start - self.idle_per_s * self.elapsed
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -136,6 +167,10 @@ class Gateway:
         body = response.json()
         assert response.status_code == 200 and body["success"], response.text[:500]
         return elapsed
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -327,6 +362,23 @@ def idle_memory_mb(engine: str) -> float | None:
     return statistics.median(totals) if totals else None
 
 
+def cpu_per_request(args: argparse.Namespace, gateway: Gateway) -> dict[str, float]:
+    """Host CPU per pooled pandas request, its refill and disposal included: requests at
+    0.5/s, then until the pool is full again and its disposals are done."""
+    gateway.wait_pool(args.pool_min)
+    time.sleep(args.settle)
+    n = args.cpu_requests
+    gateway_before = gateway.cpu_s()
+    with CpuMeter() as meter:
+        paced(lambda: gateway.execute(SCRIPTS["pandas"]), n, 0.5)
+        gateway.wait_pool(args.pool_min)
+        time.sleep(3.0)  # the last disposal
+    return {
+        "cpu_per_request_s": meter.cpu_s / n,
+        "gateway_cpu_per_request_s": (gateway.cpu_s() - gateway_before) / n,
+    }
+
+
 def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> dict[str, Any]:
     label = engine if not runtime else f"{engine}+{runtime}"
     report: dict[str, Any] = {"engine": label, "latency": {}}
@@ -356,6 +408,8 @@ def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> 
                         "hit_ratio": _hit_ratio(before, after),
                     }
                     print(f"  {label} {key}: {json.dumps(report['latency'][key])}", flush=True)
+            if args.cpu_requests:
+                report.update(cpu_per_request(args, gateway))
             report["idle_mb"] = idle_memory_mb(engine)
             provisioned_before = gateway.metric("python_coder_pool_provision_seconds_count")
             started = time.perf_counter()
@@ -380,16 +434,19 @@ def bench_engine(args: argparse.Namespace, engine: str, runtime: str | None) -> 
             gateway.stop()
     if engine == "docker":
         report["churn_per_s"] = docker_churn(runtime, args.churn_seconds)
-        report["cold_throughput"] = docker_churn(runtime, args.churn_seconds, SCRIPTS["pandas"])
+        with CpuMeter() as meter:
+            report["cold_throughput"] = docker_churn(runtime, args.churn_seconds, SCRIPTS["pandas"])
     else:
         report["churn_per_s"] = local_churn(args.throughput_runs)
-        report["cold_throughput"] = local_churn(args.throughput_runs // 2, SCRIPTS["pandas"])
+        with CpuMeter() as meter:
+            report["cold_throughput"] = local_churn(args.throughput_runs // 2, SCRIPTS["pandas"])
+    report["cold_cpu_s"] = meter.cpu_s / (report["cold_throughput"] * meter.elapsed)
     report["throughput_vs_churn"] = report["throughput"] / report["churn_per_s"]
     report["throughput_vs_cold"] = report["throughput"] / report["cold_throughput"]
     print(
         f"  {label} churn {report['churn_per_s']:.2f}/s, cold pandas "
         f"{report['cold_throughput']:.2f}/s, refill {report['refill_per_s']:.2f}/s, "
-        f"idle {report.get('idle_mb')} MB",
+        f"idle {report.get('idle_mb')} MB, cold run {report['cold_cpu_s']:.3f} CPU-s",
         flush=True,
     )
     return report
@@ -408,12 +465,14 @@ def main() -> int:
     parser.add_argument("--throughput-runs", type=int, default=60)
     parser.add_argument("--churn-seconds", type=float, default=15.0)
     parser.add_argument("--rss-runs", type=int, default=0)
+    parser.add_argument("--cpu-requests", type=int, default=0, help="pooled requests metered")
     parser.add_argument("--pool-min", type=int, default=2)
     parser.add_argument("--pool-max", type=int, default=6)
     parser.add_argument("--preimport", default=None, help="PYTHON_CODE_POOL_PREIMPORT")
     args = parser.parse_args()
     runs: list[tuple[str, str | None]] = [(e, None) for e in args.engines.split(",") if e]
     runs += [("docker", r) for r in args.runtime]
+    CpuMeter.calibrate()
     reports = []
     for engine, runtime in runs:
         print(f"== {engine} {runtime or ''}", flush=True)
@@ -447,6 +506,20 @@ def main() -> int:
             f"{r['throughput_vs_churn']:.0%} | {r['cold_throughput']:.2f} | "
             f"{r['throughput_vs_cold']:.0%} | {r['refill_per_s']:.2f} | {idle} | {rss_text} |"
         )
+    if args.cpu_requests:
+        print()
+        print(
+            "| engine | CPU-s per pooled request | of which gateway | CPU-s per cold run "
+            "| pooled / cold | sustainable req/s on this host |"
+        )
+        print("|---|---|---|---|---|---|")
+        cores = os.cpu_count() or 1
+        for r in reports:
+            per = r["cpu_per_request_s"]
+            print(
+                f"| {r['engine']} | {per:.3f} | {r['gateway_cpu_per_request_s']:.3f} | "
+                f"{r['cold_cpu_s']:.3f} | {per / r['cold_cpu_s']:.0%} | {cores / per:.1f} |"
+            )
     return 0
 
 
