@@ -20,8 +20,7 @@ all competing for the same cores.
 Background work yields to the request path: a replacement is provisioned, and a used
 sandbox disposed of, once no pooled run is in flight and the last one ended ``SETTLE_S``
 ago (its response is still being written), but never later than ``YIELD_MAX_S`` after it
-was due; a refill starts at once when the pool is empty or requests outran it lately
-(then they are waiting for it). On two cores a provision started while a hit
+was due, and at once when the pool is empty. On two cores a provision started while a hit
 runs takes CPU (and the gateway's GIL) from exactly the request it replaces.
 
 Background threads keep it healthy: fillers provision up to the target (backing off while
@@ -257,19 +256,16 @@ class WarmPool:
 
     def _dispose_when_quiet(self, sandbox: Sandbox) -> None:
         with self._cond:
-            self._yield_to_requests(disposal=True)
+            self._yield_to_requests(even_if_empty=True)
         _dispose_quietly(sandbox)
 
-    def _yield_to_requests(self, *, disposal: bool = False) -> None:
+    def _yield_to_requests(self, *, even_if_empty: bool = False) -> None:
         """Called with the lock held: wait until no pooled run is in flight and the last one
-        settled, for at most ``yield_max_s``. A refill does not wait when the pool is empty
-        or requests outran it lately (they wait for it, or soon will); nothing waits once the
-        pool is closed."""
+        settled, for at most ``yield_max_s``. A filler does not wait when the pool is empty
+        (requests are waiting for it, or soon will be); nobody waits once it is closed."""
         deadline = time.monotonic() + self.yield_max_s
-        while not self._closed:
+        while not self._closed and (even_if_empty or self._idle):
             now = time.monotonic()
-            if not disposal and (not self._idle or self._busy(now)):
-                return
             quiet_at = self._settled_at if self._serving == 0 else deadline
             if now >= min(quiet_at, deadline):
                 return
