@@ -41,6 +41,11 @@ GATEWAY_ID = f"{socket.gethostname()}:{os.getpid()}"
 # Modules a pooled sandbox imports before it reports ready (matplotlib with the Agg backend).
 POOL_PREIMPORT = "numpy,pandas,matplotlib,matplotlib.pyplot"
 POOL_PREIMPORT_BUSY = "numpy,pandas,matplotlib"  # while requests outrun the pool
+# The CPU weight a pooled sandbox starts and imports at (``provision(background=True)``), on
+# the cgroup v1 ``cpu.shares`` scale whose default (Docker's too) is 1024: it yields the cores
+# to the runs under way, and is raised to the default once it is ready, before it serves.
+BACKGROUND_CPU_SHARES = 64
+DEFAULT_CPU_SHARES = 1024
 
 
 @dataclass(frozen=True)
@@ -254,8 +259,8 @@ class Executor(ABC):
         dir to the memory limit); ``tag``: a cold run's job id, for names and labels;
         ``session``: the harness serves frames until its stdin ends (``open_session``);
         ``background``: provisioned ahead of any request (the pool): where the engine can,
-        it starts at a low CPU weight, so it yields the cores to the runs under way, and gets
-        the normal weight once it is ready. Raises ``EngineUnavailable``/``ExecutorError``/``RunnerImageMissing``.
+        at ``BACKGROUND_CPU_SHARES`` until it is ready.
+        Raises ``EngineUnavailable``/``ExecutorError``/``RunnerImageMissing``.
         """
 
     def open_session(self, limits: RunLimits, *, tag: str) -> Sandbox:

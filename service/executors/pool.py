@@ -256,15 +256,15 @@ class WarmPool:
 
     def _dispose_when_quiet(self, sandbox: Sandbox) -> None:
         with self._cond:
-            self._yield_to_requests(even_if_empty=True)
+            self._yield_to_requests(disposal=True)
         _dispose_quietly(sandbox)
 
-    def _yield_to_requests(self, *, even_if_empty: bool = False) -> None:
+    def _yield_to_requests(self, *, disposal: bool = False) -> None:
         """Called with the lock held: wait until no pooled run is in flight and the last one
-        settled, for at most ``yield_max_s``. A filler does not wait when the pool is empty
-        (requests are waiting for it, or soon will be); nobody waits once it is closed."""
+        settled, for at most ``yield_max_s``. A refill does not wait when the pool is empty
+        (requests are waiting for it, or soon will be); nothing waits once it is closed."""
         deadline = time.monotonic() + self.yield_max_s
-        while not self._closed and (even_if_empty or self._idle):
+        while not self._closed and (disposal or self._idle):
             now = time.monotonic()
             quiet_at = self._settled_at if self._serving == 0 else deadline
             if now >= min(quiet_at, deadline):

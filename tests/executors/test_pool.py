@@ -432,7 +432,7 @@ def _cpu_weights(executor: Executor, sandbox: Sandbox | None = None) -> list[int
                 config = client.inspect_container(container)["HostConfig"]
                 weights.append(int(config["CpuShares"] or 1024))
         return weights
-    from service.executors.local.cgroups import NORMAL_WEIGHT
+    from service.executors.local.cgroups import V2_DEFAULT_WEIGHT
     from service.executors.local.executor import SubprocessExecutor
 
     assert isinstance(executor, SubprocessExecutor)
@@ -448,7 +448,8 @@ def _cpu_weights(executor: Executor, sandbox: Sandbox | None = None) -> list[int
     weights = []
     for path in dirs:
         with contextlib.suppress(OSError):  # gone meanwhile
-            weights.append(int((path / name).read_text()) * 1024 // NORMAL_WEIGHT[support.version])
+            scale = 1 if support.version == 1 else 1024 / V2_DEFAULT_WEIGHT
+            weights.append(round(int((path / name).read_text()) * scale))
     return weights
 
 

@@ -44,7 +44,9 @@ from docker.types import LogConfig, Ulimit
 from runner_image.protocol import MAGIC, ProtocolError, read_header
 from service.errors import EngineUnavailable, ExecutorError, PythonCoderError, RunnerImageMissing
 from service.executors.base import (
+    BACKGROUND_CPU_SHARES,
     CONTAINER_LABEL,
+    DEFAULT_CPU_SHARES,
     GATEWAY_ID,
     GATEWAY_LABEL,
     JOB_LABEL,
@@ -77,11 +79,6 @@ API_VERSION = "1.41"
 # Sending the request: generous, but a wedged engine must not hang a worker thread forever.
 SEND_BASE_S = 30.0
 ASSUMED_BYTES_PER_S = 50 * 1024 * 1024
-# A pooled sandbox's CPU weight (cgroup cpu.shares) while it starts and imports, against the
-# default of every other container and of the gateway: it yields the cores to the runs under
-# way. Raised to the default once it is ready, before it can serve.
-BACKGROUND_CPU_SHARES = 64
-NORMAL_CPU_SHARES = 1024
 # Container start until the harness says it is ready (its pre-imports done); gVisor is slow.
 READY_TIMEOUT_S = 60.0
 PROTOCOL_LABEL = "io.python-coder.protocol"
@@ -544,7 +541,7 @@ class DockerExecutor(Executor):
                 )
             if background:  # ready: it runs its request at the normal weight
                 try:
-                    self.client.update_container(container_id, cpu_shares=NORMAL_CPU_SHARES)
+                    self.client.update_container(container_id, cpu_shares=DEFAULT_CPU_SHARES)
                 except (DockerException, requests.exceptions.RequestException) as exc:
                     raise self._translate(exc, "raising the sandbox's CPU weight") from exc
             phases.start = time.monotonic() - mark

@@ -40,14 +40,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.executors.base import BACKGROUND_CPU_SHARES, DEFAULT_CPU_SHARES
+
 log = logging.getLogger(__name__)
 
 CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
-# CPU weight of a sandbox provisioned ahead (the pool's) until it is ready, against the
-# kernel's default for every other group (v1 ``cpu.shares``, v2 ``cpu.weight``).
-BACKGROUND_WEIGHT = {1: 64, 2: 6}
-NORMAL_WEIGHT = {1: 1024, 2: 100}
+V2_DEFAULT_WEIGHT = 100  # cgroup v2 ``cpu.weight``, the counterpart of v1's 1024 shares
 # Tasks the plumbing adds on top of the job's pids budget: /bin/sh -> bwrap (outer and
 # inner), setpriv/prlimit exec in place.
 PIDS_HEADROOM = 8
@@ -221,7 +220,7 @@ class JobCgroup:
                 _write(path / "pids.max", pids + PIDS_HEADROOM)
                 _write(path / "cpu.max", f"{quota} {CFS_PERIOD_US}")
             if background:
-                group._set_weight(BACKGROUND_WEIGHT[support.version])
+                group._set_weight(BACKGROUND_CPU_SHARES)
         except OSError:
             group.close()
             raise
@@ -229,12 +228,14 @@ class JobCgroup:
 
     def foreground(self) -> None:
         """Back to the default CPU weight (``OSError`` if the write fails)."""
-        self._set_weight(NORMAL_WEIGHT[self.version])
+        self._set_weight(DEFAULT_CPU_SHARES)
 
-    def _set_weight(self, weight: int) -> None:
+    def _set_weight(self, shares: int) -> None:
+        """``shares`` on the v1 scale (default 1024); v2 gets the same share of its 100."""
         if self.version == 1:
-            _write(self.dirs["cpu"] / "cpu.shares", weight)
+            _write(self.dirs["cpu"] / "cpu.shares", shares)
         else:
+            weight = max(1, shares * V2_DEFAULT_WEIGHT // DEFAULT_CPU_SHARES)
             _write(self.dirs["unified"] / "cpu.weight", weight)
 
     @property
