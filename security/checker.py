@@ -395,10 +395,8 @@ class Checker:
         quals = self.r.quals(node, scope)
         self._module_as_value(node, quals)
         self._fetcher_as_value(node, quals)
-        bindings, _ = self.r.lookup(node.id, scope, None)
         # Names bound straight by an import were judged at the import statement.
-        direct = {normalize(b.qual) for b, _ in bindings if b.qual is not None}
-        for qual in sorted(quals - direct):
+        for qual in sorted(quals - self.r.imported_as(node.id, scope)):
             self._report_qual(qual, node, node.id)
 
     def _attribute(self, node: ast.Attribute, scope: Scope) -> None:

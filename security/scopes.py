@@ -302,11 +302,19 @@ def _all_args(args: ast.arguments) -> list[ast.arg]:
     return out
 
 
+# lookup's answer for a name in a scope: bindings, fallback, end of the first unconditional
+# top-level binding (see ``Resolver._walk``).
+_Lookup = tuple[list[tuple[Binding, Scope]], tuple[str, ...], Position | None]
+
+
 class Resolver:
     """Resolves expressions to qualified names (``"os.system"``) and constant strings."""
 
     def __init__(self) -> None:
         self._quals: dict[int, frozenset[str]] = {}
+        self._lookups: dict[tuple[str, int], _Lookup] = {}  # (name, id(scope)) -> _walk's answer
+        self._bound: dict[tuple[str, int], frozenset[str]] = {}  # (name, id(scope)) -> quals
+        self._imported: dict[tuple[str, int], frozenset[str]] = {}  # -> imported_as
         self._consts: dict[int, str | None] = {}
         # quals() nodes being resolved -> their depth; a cycle back to one of them is cut, and
         # results that depended on a cut are not cached (they may be incomplete).
@@ -328,10 +336,35 @@ class Resolver:
 
         ``pos`` is given when the reference runs inline (module body or a comprehension in
         it); only then can an earlier unconditional top-level binding rule out the builtin.
+        The walk is made once per name and scope (the list returned is shared: read only).
         """
+        key = (name, id(scope))
+        entry = self._lookups.get(key)
+        if entry is None:
+            entry = self._lookups[key] = self._walk(name, scope)
+        found, fallback, first_end = entry
+        if pos is not None and first_end is not None and first_end <= pos:
+            return found, ()
+        return found, fallback
+
+    def imported_as(self, name: str, scope: Scope) -> frozenset[str]:
+        """The qualnames import statements bound ``name`` to, as seen from ``scope``."""
+        key = (name, id(scope))
+        direct = self._imported.get(key)
+        if direct is None:
+            bindings, _ = self.lookup(name, scope, None)
+            direct = frozenset(normalize(b.qual) for b, _ in bindings if b.qual is not None)
+            self._imported[key] = direct
+        return direct
+
+    @staticmethod
+    def _walk(name: str, scope: Scope) -> _Lookup:
+        """``lookup`` for any position: the bindings, the fallback, and the end of the first
+        unconditional top-level binding when an inline reference after it cannot mean the
+        fallback (``None``: it always may)."""
         found: list[tuple[Binding, Scope]] = []
         current: Scope | None = scope
-        inline = pos is not None
+        inline = True
         while current is not None and current.kind != "module":
             if current.kind == "class":
                 found.extend((b, current) for b in current.bindings.get(name, ()))
@@ -342,7 +375,7 @@ class Resolver:
                     break
                 if name in current.bindings:
                     found.extend((b, current) for b in current.bindings[name])
-                    return found, ()
+                    return found, (), None
                 if current.kind == "function":
                     inline = False
             current = current.parent
@@ -352,17 +385,12 @@ class Resolver:
         module = current or scope.module()
         own = module.bindings.get(name, [])
         found.extend((b, module) for b in own)
-        if (
-            inline
-            and pos is not None
-            and name not in module.deleted
-            and any(b.end is not None and b.end <= pos for b in own)
-        ):
-            return found, ()
+        ends = [b.end for b in own if b.end is not None]
+        first_end = min(ends) if inline and ends and name not in module.deleted else None
         fallback = [f"{m}.{name}" for m in module.star_modules]
         if name in BUILTIN_NAMES:
             fallback.append(f"builtins.{name}")
-        return found, tuple(fallback)
+        return found, tuple(fallback), first_end
 
     def quals(self, expr: ast.AST, scope: Scope) -> frozenset[str]:
         """Qualified names ``expr`` may evaluate to (empty when it is not module-derived)."""
@@ -393,14 +421,7 @@ class Resolver:
     def _quals_of(self, expr: ast.AST, scope: Scope) -> set[str]:
         if isinstance(expr, ast.Name):
             bindings, fallback = self.lookup(expr.id, scope, self._inline_pos(expr, scope))
-            out = set(fallback)
-            for binding, where in bindings:
-                if binding.qual is not None:
-                    out.add(normalize(binding.qual))
-                elif binding.value is not None:
-                    with self.follow():
-                        out |= self.quals(binding.value, binding.home or where)
-            return out
+            return set(fallback) | self._bound_quals(expr.id, scope, bindings)
         if isinstance(expr, ast.Attribute):
             return {normalize(f"{q}.{expr.attr}") for q in self.quals(expr.value, scope)}
         if isinstance(expr, ast.Call) and len(expr.args) >= 2:
@@ -420,6 +441,36 @@ class Resolver:
         if isinstance(expr, ast.NamedExpr):
             return set(self.quals(expr.value, scope))
         return set()
+
+    def _bound_quals(
+        self, name: str, scope: Scope, bindings: list[tuple[Binding, Scope]]
+    ) -> frozenset[str]:
+        """What ``name``'s bindings, as seen from ``scope``, may evaluate to.
+
+        Kept once complete (no cut through a node still being resolved), like ``quals``, but
+        per name and scope rather than per reference: a script that reassigns ``df`` N times
+        and reads it N times cost N * N steps when each read walked every binding again."""
+        key = (name, id(scope))
+        cached = self._bound.get(key)
+        if cached is not None:
+            return cached
+        mine = len(self._resolving)
+        outer_cut, self._lowest_cut = self._lowest_cut, _NO_CUT
+        out: set[str] = set()
+        try:
+            for binding, where in bindings:
+                if binding.qual is not None:
+                    out.add(normalize(binding.qual))
+                elif binding.value is not None:
+                    with self.follow():
+                        out |= self.quals(binding.value, binding.home or where)
+        finally:
+            inner_cut = self._lowest_cut
+            self._lowest_cut = min(outer_cut, inner_cut)
+        result = frozenset(out)
+        if inner_cut >= mine:
+            self._bound[key] = result
+        return result
 
     @staticmethod
     def _inline_pos(node: ast.AST, scope: Scope) -> Position | None:

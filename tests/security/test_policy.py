@@ -566,6 +566,35 @@ def test_long_alias_chain_still_resolves(policy: StaticPolicy) -> None:
     assert finding.line == 203
 
 
+# Names bound and read thousands of times: each read walked every binding again, so these
+# took 20 s (a gateway thread and a core per request) before reads shared the walk.
+REBOUND = {
+    "bound_and_read": "x = 1\n" * 2500 + "print(x)\n" * 2500,
+    "dataframe_reassigned": "import pandas as pd\n"
+    + "df = pd.read_csv('sales.csv')\nprint(df.groupby('region')['amount'].sum())\n" * 1200,
+    "in_a_function": "def f():\n" + "    x = 1\n" * 2500 + "    print(x)\n" * 2500,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REBOUND))
+def test_a_name_rebound_and_read_thousands_of_times_is_checked_quickly(
+    policy: StaticPolicy, name: str
+) -> None:
+    start = time.perf_counter()
+    report = policy.check(REBOUND[name])
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.0, f"{name} took {elapsed:.2f}s"
+    assert report.ok and report.findings == (), report.to_dicts()
+
+
+def test_a_rebound_alias_is_still_followed_through_every_binding(policy: StaticPolicy) -> None:
+    """Reads share one walk of a name's bindings, cycles included (``r = r.os``)."""
+    reads = "print(r)\n" * 50
+    code = "import shutil\nr = shutil\n" + reads + "r = r.os\n" + reads + "r.system('id')\n"
+    finding = assert_hit(policy.check(code), "blocked-call")
+    assert finding.line == 104 and "os.system" in finding.message
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
