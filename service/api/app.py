@@ -57,7 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=warm_up, args=(intake_limits(settings),), daemon=True).start()
         app.state.executors = registry
         app.state.policy = StaticPolicy()
-        app.state.settings = settings
         # Databases (a sample SQLite one when none is configured) and storage roots.
         app.state.data_tools = DataTools.from_settings(settings)
         # Resolving the default engine starts its warm pool.
@@ -91,7 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Run Python against uploaded files in single-use, no-network sandboxes.",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+    # Read by the ``SettingsDep`` dependency. Not ``app.dependency_overrides``: while any
+    # override is set, FastAPI re-analyses every dependency's signature on every request.
+    app.state.settings = settings
     install_error_handlers(app)
     if settings.allowed_origin_list:
         # Browser UIs the operator allowed get CORS answers (preflights included).

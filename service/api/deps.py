@@ -20,7 +20,7 @@ from service.executors.base import Executor
 from service.executors.registry import ExecutorRegistry, check_engine
 from service.models import ExecuteJSONRequest
 from service.pipeline.jobs import Upload
-from service.settings import Settings, get_settings
+from service.settings import Settings
 from service.tools.registry import DataTools
 
 UPLOAD_CHUNK = 1024 * 1024
@@ -29,10 +29,19 @@ FORM_OVERHEAD = 1024 * 1024
 # A script sent as a file part is read up to this (the static policy's own cap decides).
 DEFAULT_MAX_CODE_BYTES = 1_000_000
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# Dependencies that only look things up are ``async``: FastAPI runs a plain ``def`` one in its
+# thread pool, a hop per dependency on every request.
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (``create_app``)."""
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-def get_registry(request: Request) -> ExecutorRegistry:
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+async def get_registry(request: Request) -> ExecutorRegistry:
     registry: ExecutorRegistry = request.app.state.executors
     return registry
 
@@ -40,7 +49,7 @@ def get_registry(request: Request) -> ExecutorRegistry:
 RegistryDep = Annotated[ExecutorRegistry, Depends(get_registry)]
 
 
-def get_policy(request: Request) -> StaticPolicy:
+async def get_policy(request: Request) -> StaticPolicy:
     policy: StaticPolicy = request.app.state.policy
     return policy
 
@@ -78,21 +87,21 @@ def resolve_principal(headers: Mapping[str, str], state: Any) -> Principal:
     return principal
 
 
-def get_principal(request: Request) -> Principal:
-    """The caller of this request."""
+async def get_principal(request: Request) -> Principal:
+    """The caller of this request (a ``stat`` of the key file and a SHA-256: no thread)."""
     return resolve_principal(request.headers, request.app.state)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(permission: Permission) -> Callable[[Principal], Principal]:
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets the request through only with ``permission``.
 
     ``Depends(require(Permission.QUERY))`` on a route, or as a parameter to get the caller.
     """
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         principal.require(permission)
         return principal
 
@@ -326,7 +335,7 @@ async def job_input(
 JobInputDep = Annotated[JobInput, Depends(job_input)]
 
 
-def get_data_tools(request: Request) -> DataTools:
+async def get_data_tools(request: Request) -> DataTools:
     tools: DataTools = request.app.state.data_tools
     return tools
 

@@ -41,7 +41,7 @@ from service.executors.registry import ExecutorRegistry
 from service.executors.session import ChannelBroken, exchange
 from service.models import Artifact, CellResponse, Display, SessionFile, SessionInfo
 from service.observability import audit_event, text_digest
-from service.pipeline.execute import check_policy
+from service.pipeline.execute import screen_code
 from service.pipeline.jobs import Upload
 from service.pipeline.live import LiveOutput
 from service.settings import MB, Settings
@@ -328,7 +328,7 @@ class SessionManager:
         timeout_s: float | None,
         live: LiveOutput | None,
     ) -> CellResponse:
-        warnings = await anyio.to_thread.run_sync(check_policy, code, self.policy)
+        warnings = await screen_code(code, self.policy, self.settings.policy)
         timeout = self._timeout(timeout_s, session)
         header = {
             "op": "cell",

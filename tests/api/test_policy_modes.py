@@ -81,6 +81,26 @@ def test_audit_mode_runs_the_code_and_returns_findings_as_warnings(
     assert any("policy audit" in r.getMessage() for r in caplog.records)
 
 
+def test_a_session_cell_follows_the_mode_too(engine: str, tmp_path: Path) -> None:
+    """audit runs the cell with the findings as warnings; enforce refuses it, state kept."""
+    for mode in ("audit", "enforce"):
+        settings = make_settings(tmp_path / mode, engine, policy=mode)
+        with TestClient(create_app(settings)) as client:
+            sid = client.post("/v1/sessions", json={}).json()["id"]
+            client.post(f"/v1/sessions/{sid}/execute", json={"code": "kept = 41"})
+            cell = client.post(f"/v1/sessions/{sid}/execute", json={"code": AUDITED})
+            after = client.post(f"/v1/sessions/{sid}/execute", json={"code": "print(kept + 1)"})
+            client.delete(f"/v1/sessions/{sid}")
+        if mode == "audit":
+            assert cell.status_code == 200, cell.text
+            assert "cwd-known True" in cell.json()["output"], cell.json()
+            assert any("private-module-attribute" in w for w in cell.json()["warnings"])
+        else:
+            assert cell.status_code == 422, cell.text
+            assert cell.json()["detail"]["findings"][0]["rule_id"] == "private-module-attribute"
+        assert after.json()["output"] == "42\n", after.json()
+
+
 def test_enforce_is_the_default_and_refuses_the_same_code(enforcing: TestClient) -> None:
     response = enforcing.post("/v1/execute", json={"code": AUDITED})
     assert response.status_code == 422, response.text

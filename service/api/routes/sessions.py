@@ -32,7 +32,7 @@ router = APIRouter(
 )
 
 
-def get_sessions(request: Request) -> SessionManager:
+async def get_sessions(request: Request) -> SessionManager:
     sessions: SessionManager = request.app.state.sessions
     return sessions
 

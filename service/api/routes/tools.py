@@ -19,7 +19,7 @@ from service.errors import InvalidRequest, PayloadTooLarge
 router = APIRouter(prefix="/v1/tools", tags=["tools"])
 
 
-def tool_context(
+async def tool_context(
     request: Request,
     principal: PrincipalDep,
     settings: SettingsDep,
