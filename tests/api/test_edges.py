@@ -23,6 +23,7 @@ from security.policy import StaticPolicy
 from service.api.app import create_app
 from service.executors.local import executor as subprocess_engine
 from service.executors.local.probe import detect_isolation
+from service.pipeline.execute import INLINE_POLICY_CHARS
 from tests.api.conftest import make_settings
 
 
@@ -123,7 +124,8 @@ class _RecordingPolicy(StaticPolicy):
         return super().check(code)
 
 
-def test_policy_check_runs_off_the_event_loop(sub_client: TestClient) -> None:
+def test_policy_check_of_long_source_runs_off_the_event_loop(sub_client: TestClient) -> None:
+    """Short source is checked on the loop (the thread hop cost more than the check)."""
     policy = _RecordingPolicy()
     policy.threads = []
     sub_client.app.state.policy = policy  # type: ignore[attr-defined]
@@ -136,7 +138,10 @@ def test_policy_check_runs_off_the_event_loop(sub_client: TestClient) -> None:
 
     sub_client.get("/_loop_thread")
     assert sub_client.post("/v1/execute", json={"code": "print(1)"}).status_code == 200
-    assert policy.threads and loop_thread[0] not in policy.threads
+    assert policy.threads == loop_thread
+    long = "x = 1\n" * (INLINE_POLICY_CHARS // 6 + 1) + "print(x)\n"
+    assert sub_client.post("/v1/execute", json={"code": long}).status_code == 200
+    assert len(policy.threads) == 2 and policy.threads[1] != loop_thread[0]
 
 
 def test_zip_scan_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
