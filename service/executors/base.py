@@ -116,7 +116,7 @@ class RunRequest:
     job_id: str
     code: str
     inputs: tuple[InputFile, ...]
-    output_dir: Path  # where the adapter writes produced files (created by the caller)
+    output_dir: Path  # where the adapter writes produced files (made with the first one)
     limits: RunLimits = field(default_factory=RunLimits)
     # Set: the harness streams the output as it comes (chunk frames), each stream within
     # ``max_output_bytes``; None (the default): it sends the result only, as it always did.

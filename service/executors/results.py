@@ -107,6 +107,8 @@ def receive_artifacts(
         raise ProtocolError(f"runner listed {len(files)} files, over the limit")
     total = 0
     produced: list[ProducedFile] = []
+    if files:  # the caller leaves the dir to the first file (most runs write none)
+        request.output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for entry in files:
         size = entry.get("size") if isinstance(entry, dict) else None
         if not isinstance(size, int) or size < 0 or size > limits.max_artifact_bytes:
