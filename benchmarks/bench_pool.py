@@ -214,10 +214,11 @@ def cold_baseline(engine: str, runtime: str | None, code: str, repeat: int) -> l
         else:
             argv = [os.path.abspath(settings.local_runner_python), "-c", code]
         samples = []
-        subprocess.run(argv, check=True, capture_output=True)  # warm the page cache
+        # In the temp dir: the plot script writes plot.png where it runs.
+        subprocess.run(argv, check=True, capture_output=True, cwd=tmp)  # warm the page cache
         for _ in range(repeat):
             started = time.perf_counter()
-            subprocess.run(argv, check=True, capture_output=True, cwd=tempfile.gettempdir())
+            subprocess.run(argv, check=True, capture_output=True, cwd=tmp)
             samples.append(time.perf_counter() - started)
     return samples
 
