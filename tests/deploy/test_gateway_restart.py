@@ -45,13 +45,15 @@ def gateway_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def start_long_run(gateway: GatewayProcess) -> threading.Thread:
-    """POST a long script from a thread; the call dies with the gateway, which is expected."""
+    """POST a long script from a thread; the call dies with the gateway, which is expected.
+    It uploads a file, so that the job has a scratch dir (made on first use) to leave."""
 
     def call() -> None:
         with contextlib.suppress(httpx.HTTPError):
             httpx.post(
                 gateway.url + "/v1/execute",
                 data={"code": LONG_SCRIPT, "timeout_s": "300"},
+                files={"files": ("data.csv", b"a,b\n1,2\n", "text/csv")},
                 timeout=200,
             )
 
