@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import median_ms  # noqa: E402
 from security.sql import check_query  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.tools.database import execute_query, run_query  # noqa: E402
@@ -37,16 +36,6 @@ SQLITE_QUERY = (
     "GROUP BY c.region ORDER BY c.region"
 )
 PG_QUERY = "SELECT g, g * 2 AS twice FROM generate_series(1, 100) AS g"
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def bench(

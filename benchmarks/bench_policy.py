@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import median_ms
 from security.policy import StaticPolicy
 
 # A typical agent-written analysis: read, clean, group, pivot, plot, describe, save.
@@ -89,16 +87,6 @@ SCRIPTS = {
     **{f"rebinding x{n}": "import pandas as pd\n" + STEP * n for n in (25, 100, 400)},
     "x = 1 / print(x), 2500 each": "x = 1\n" * 2500 + "print(x)\n" * 2500,
 }
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
 
 
 def main() -> None:
