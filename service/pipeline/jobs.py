@@ -109,6 +109,7 @@ async def open_job(settings: Settings, owner: str | None = None) -> AsyncIterato
     root = jobs_root(settings) / job_id
     output_dir = artifacts_root(settings) / job_id
     job = Job(id=job_id, root=root, output_dir=output_dir)
+    served = False  # ended well with files in its output dir
     try:
         yield job
     except Exception as exc:
@@ -121,15 +122,16 @@ async def open_job(settings: Settings, owner: str | None = None) -> AsyncIterato
             ) from exc
         raise
     else:
+        served = _has_entries(output_dir)
         # Files to serve: their owner is written before any id that names them leaves.
-        if owner is not None and _has_entries(output_dir):
+        if served and owner is not None:
             owner_file = owners_root(settings) / job_id
             owner_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             owner_file.write_text(owner, encoding="utf-8")
     finally:
         if os.path.lexists(root):
             shutil.rmtree(root, ignore_errors=True)
-        if os.path.isdir(output_dir) and not _has_entries(output_dir):
+        if not served and os.path.isdir(output_dir) and not _has_entries(output_dir):
             output_dir.rmdir()
 
 
